@@ -1,0 +1,345 @@
+"""Typed configuration: one object per environment.
+
+This is the only place where environment data lives. ``cdk.json`` holds the app command,
+feature flags and pinned context; stacks read everything else from an
+:class:`EnvironmentConfig`. The module imports no CDK so runtime code (handlers, the
+``mlpipe`` CLI, the local stage) can share naming and knobs with the infrastructure.
+
+An invalid configuration raises :class:`ConfigError` (a ``ValueError``) when the module is
+imported or when :func:`get_config` is called, so ``cdk synth`` fails before any construct
+is built and says which field of which environment is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT: Final = "ml-pipeline"
+
+_ACCOUNT_RE: Final = re.compile(r"^\d{12}$")
+_REGION_RE: Final = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_ENV_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+
+
+class ConfigError(ValueError):
+    """The configuration of an environment is invalid or the environment is unknown."""
+
+
+class RemovalPolicy(StrEnum):
+    """What CloudFormation does with a resource when it leaves the stack."""
+
+    RETAIN = "retain"
+    DESTROY = "destroy"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+# The retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS: Final = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
+
+def _check_retention(days: int) -> int:
+    if days not in LOG_RETENTION_DAYS:
+        raise ValueError(f"{days} is not a CloudWatch Logs retention period; use one of {LOG_RETENTION_DAYS}")
+    return days
+
+
+LogRetentionDays = Annotated[int, AfterValidator(_check_retention)]
+
+
+class InterfaceEndpoint(_Frozen):
+    """An interface VPC endpoint and the compute inside the VPC that calls it.
+
+    Interface endpoints cost per AZ-hour (about $15/month each in 2 AZs), so every entry
+    names its caller; an endpoint nobody calls is removed, and a layer that needs another
+    adds it here, in one place.
+    """
+
+    service: Annotated[str, Field(pattern=r"^[a-z0-9.\-]+$")]
+    callers: Annotated[str, Field(min_length=10)]
+
+
+# The services compute inside the VPC calls. S3 and DynamoDB use (free) gateway endpoints.
+DEFAULT_INTERFACE_ENDPOINTS: Final = (
+    InterfaceEndpoint(
+        service="sagemaker.runtime",
+        callers="preprocessing and stream-consumer Lambdas and the Batch job call InvokeEndpoint",
+    ),
+    InterfaceEndpoint(
+        service="ssm",
+        callers="preprocessing and stream-consumer Lambdas read the active model version (GetParameter)",
+    ),
+    InterfaceEndpoint(
+        service="kinesis-streams",
+        callers="preprocessing Lambda puts POST /predict/stream requests on the stream (PutRecord)",
+    ),
+    InterfaceEndpoint(
+        service="ecr.api",
+        callers="Fargate Batch jobs: the ECS agent authenticates to ECR to pull the job image",
+    ),
+    InterfaceEndpoint(
+        service="ecr.dkr",
+        callers="Fargate Batch jobs: the image manifest and layer pulls (layers themselves come via S3)",
+    ),
+    InterfaceEndpoint(
+        service="logs",
+        callers="Fargate Batch jobs: the awslogs log driver ships container output to CloudWatch Logs",
+    ),
+)
+
+
+class GatewayPrefixLists(_Frozen):
+    """AWS-managed prefix lists of the gateway services in a region, for security group egress.
+
+    CloudFormation cannot look them up; find them with
+    ``aws ec2 describe-managed-prefix-lists --filters Name=owner-id,Values=AWS``.
+    """
+
+    s3: Annotated[str, Field(pattern=r"^pl-[0-9a-f]{8,17}$")]
+    dynamodb: Annotated[str, Field(pattern=r"^pl-[0-9a-f]{8,17}$")]
+
+
+# Per region; add yours when you deploy elsewhere.
+GATEWAY_PREFIX_LISTS: Final = {
+    "us-east-1": GatewayPrefixLists(s3="pl-63a5400a", dynamodb="pl-02cd2c6b"),
+}
+
+
+class NetworkConfig(_Frozen):
+    cidr: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")] = "10.20.0.0/16"
+    max_azs: Annotated[int, Field(ge=2, le=3)] = 2
+    subnet_cidr_mask: Annotated[int, Field(ge=20, le=26)] = 22
+    interface_endpoints: tuple[InterfaceEndpoint, ...] = DEFAULT_INTERFACE_ENDPOINTS
+    flow_log_retention_days: LogRetentionDays = 90
+    gateway_prefix_lists: GatewayPrefixLists = GATEWAY_PREFIX_LISTS["us-east-1"]
+
+    @field_validator("interface_endpoints")
+    @classmethod
+    def _unique_endpoints(cls, value: tuple[InterfaceEndpoint, ...]) -> tuple[InterfaceEndpoint, ...]:
+        services = [endpoint.service for endpoint in value]
+        duplicates = sorted({s for s in services if services.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"interface endpoints listed twice: {', '.join(duplicates)}")
+        return value
+
+
+class DataConfig(_Frozen):
+    prediction_ttl_days: PositiveInt = 30
+    raw_input_expiry_days: PositiveInt = 30
+    batch_output_expiry_days: PositiveInt = 365
+    noncurrent_version_expiry_days: PositiveInt = 90
+    noncurrent_versions_to_retain: Annotated[int, Field(ge=1, le=100)] = 5
+    model_noncurrent_version_expiry_days: PositiveInt = 365
+    analytics_intelligent_tiering_after_days: Annotated[int, Field(ge=0)] = 30
+    access_log_expiry_days: PositiveInt = 365
+    # The first version `mlpipe models register` is expected to publish; the stack seeds
+    # /ml-pipeline/{env}/models/active-version with it.
+    initial_model_version: Annotated[str, Field(pattern=r"^v\d+$")] = "v1"
+
+
+class VariantConfig(_Frozen):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,62}$")]
+    weight: Annotated[float, Field(ge=0.0, le=1.0)]
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    initial_instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+class InferenceConfig(_Frozen):
+    variants: tuple[VariantConfig, ...] = (
+        VariantConfig(name="ModelA", weight=0.8),
+        VariantConfig(name="ModelB", weight=0.2),
+    )
+    autoscaling_target_invocations_per_instance: PositiveInt = 1000
+    autoscaling_min_capacity: PositiveInt = 1
+    autoscaling_max_capacity: PositiveInt = 10
+    scale_in_cooldown_seconds: PositiveInt = 300
+    scale_out_cooldown_seconds: PositiveInt = 60
+
+    @field_validator("variants")
+    @classmethod
+    def _weights_sum_to_one(cls, value: tuple[VariantConfig, ...]) -> tuple[VariantConfig, ...]:
+        if not value:
+            raise ValueError("at least one production variant is required")
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        total = math.fsum(v.weight for v in value)
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ValueError(f"variant weights must sum to 1, got {total:g} ({names})")
+        return value
+
+    @model_validator(mode="after")
+    def _capacity_bounds(self) -> InferenceConfig:
+        if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
+            raise ValueError("autoscaling_min_capacity must not exceed autoscaling_max_capacity")
+        return self
+
+
+class Tags(_Frozen):
+    """Tags every taggable resource carries (applied by an aspect on the stage)."""
+
+    cost_center: Annotated[str, Field(min_length=1)] = "ml-platform"
+    owner: Annotated[str, Field(min_length=1)] = "mlops-team"
+    data_classification: Literal["public", "internal", "confidential", "restricted"] = "confidential"
+
+
+class EnvironmentConfig(_Frozen):
+    """Everything that differs between ``local``, ``dev`` and ``prod``."""
+
+    name: str
+    account: str
+    region: str
+    tags: Tags = Tags()
+    # RETAIN for anything holding data in prod; DESTROY where losing it is harmless.
+    data_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY
+    log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY
+    log_retention_days: LogRetentionDays = 30
+    network: NetworkConfig = NetworkConfig()
+    data: DataConfig = DataConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME_RE.match(value):
+            raise ValueError(f"environment name {value!r} must be 2-10 lowercase letters/digits")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        if not _ACCOUNT_RE.match(value):
+            raise ValueError(f"account {value!r} must be a 12-digit AWS account id")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION_RE.match(value):
+            raise ValueError(f"region {value!r} is not an AWS region name such as us-east-1")
+        return value
+
+    # ----- naming: ml-pipeline-{resource}-{env}-{region} -----
+    def resource_name(self, resource: str) -> str:
+        """``ml-pipeline-{resource}-{env}-{region}``, e.g. ``ml-pipeline-predictions-prod-us-east-1``."""
+        if not re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", resource):
+            raise ConfigError(f"resource part {resource!r} must be lowercase letters, digits and dashes")
+        return f"{PROJECT}-{resource}-{self.name}-{self.region}"
+
+    def bucket_name(self, resource: str) -> str:
+        """S3 names are global across all accounts, so buckets also carry the account id."""
+        name = f"{self.resource_name(resource)}-{self.account}"
+        if len(name) > 63:
+            raise ConfigError(f"bucket name {name!r} is longer than S3's 63 characters")
+        return name
+
+    def stack_name(self, layer: str) -> str:
+        return f"{PROJECT}-{layer}-{self.name}"
+
+    @property
+    def ssm_prefix(self) -> str:
+        """Root of this environment's Parameter Store hierarchy."""
+        return f"/{PROJECT}/{self.name}"
+
+    @property
+    def log_group_prefix(self) -> str:
+        """Log groups the project names itself live under ``/ml-pipeline/{env}``."""
+        return f"/{PROJECT}/{self.name}"
+
+    @property
+    def active_version_parameter(self) -> str:
+        return f"{self.ssm_prefix}/models/active-version"
+
+    def version_metadata_parameter(self, version: str) -> str:
+        if not re.fullmatch(r"v\d+", version):
+            raise ConfigError(f"model version {version!r} must look like v1, v2, ...")
+        return f"{self.ssm_prefix}/models/versions/{version}/metadata"
+
+    @property
+    def model_parameters_path(self) -> str:
+        """Path that holds every model parameter (for GetParametersByPath and IAM scoping)."""
+        return f"{self.ssm_prefix}/models"
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        return {
+            "Project": PROJECT,
+            "Environment": self.name,
+            "CostCenter": self.tags.cost_center,
+            "Owner": self.tags.owner,
+            "DataClassification": self.tags.data_classification,
+        }
+
+    @property
+    def is_production(self) -> bool:
+        return self.name == "prod"
+
+
+# moto's default account: the local stage deploys the same templates into moto server.
+LOCAL_ACCOUNT: Final = "123456789012"
+
+
+def _build_environments() -> dict[str, EnvironmentConfig]:
+    """The environments. Replace the dev/prod account ids with your own before deploying."""
+    try:
+        environments = (
+            EnvironmentConfig(name="local", account=LOCAL_ACCOUNT, region="us-east-1", log_retention_days=7),
+            EnvironmentConfig(
+                name="dev",
+                account="111111111111",
+                region="us-east-1",
+                log_retention_days=30,
+                data=DataConfig(prediction_ttl_days=7, access_log_expiry_days=90),
+            ),
+            EnvironmentConfig(
+                name="prod",
+                account="222222222222",
+                region="us-east-1",
+                data_removal_policy=RemovalPolicy.RETAIN,
+                log_removal_policy=RemovalPolicy.RETAIN,
+                log_retention_days=365,
+                network=NetworkConfig(cidr="10.30.0.0/16", flow_log_retention_days=365),
+                data=DataConfig(prediction_ttl_days=30, access_log_expiry_days=730),
+                inference=InferenceConfig(
+                    variants=(
+                        VariantConfig(name="ModelA", weight=0.8, initial_instance_count=2),
+                        VariantConfig(name="ModelB", weight=0.2, initial_instance_count=1),
+                    ),
+                    autoscaling_min_capacity=1,
+                ),
+            ),
+        )
+    except ValidationError as err:
+        raise ConfigError(f"invalid environment configuration:\n{err}") from err
+    return {env.name: env for env in environments}
+
+
+ENVIRONMENTS: Final = _build_environments()
+
+
+def get_config(name: str) -> EnvironmentConfig:
+    """The configuration of environment ``name``; a clear error for an unknown one."""
+    try:
+        return ENVIRONMENTS[name]
+    except KeyError:
+        known = ", ".join(sorted(ENVIRONMENTS))
+        raise ConfigError(f"unknown environment {name!r}; known environments: {known}") from None
+
+
+def validate(data: dict[str, object]) -> EnvironmentConfig:
+    """Build an :class:`EnvironmentConfig` from plain data, turning pydantic's error into ConfigError."""
+    try:
+        return EnvironmentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid configuration for environment {data.get('name')!r}:\n{err}") from err

@@ -1,0 +1,31 @@
+"""Stable CloudFormation output keys.
+
+Tests, CI and the local stage read stack outputs by these keys (``describe_stacks``); nothing
+guesses a resource name. Plain Python so runtime code can import it without CDK.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class NetworkOutputs:
+    VPC_ID: Final = "VpcId"
+    PRIVATE_SUBNET_IDS: Final = "PrivateSubnetIds"
+    COMPUTE_SECURITY_GROUP_ID: Final = "ComputeSecurityGroupId"
+    ENDPOINT_SECURITY_GROUP_ID: Final = "EndpointSecurityGroupId"
+    FLOW_LOG_GROUP_NAME: Final = "FlowLogGroupName"
+
+
+class DataOutputs:
+    DATA_KEY_ARN: Final = "DataKeyArn"
+    OPS_KEY_ARN: Final = "OpsKeyArn"
+    MODEL_BUCKET_NAME: Final = "ModelBucketName"
+    DATA_BUCKET_NAME: Final = "DataBucketName"
+    RESULTS_BUCKET_NAME: Final = "ResultsBucketName"
+    ACCESS_LOG_BUCKET_NAME: Final = "AccessLogBucketName"
+    PREDICTIONS_TABLE_NAME: Final = "PredictionsTableName"
+    PREDICTIONS_TABLE_STREAM_ARN: Final = "PredictionsTableStreamArn"
+    PREDICTIONS_BY_MODEL_VERSION_INDEX: Final = "PredictionsByModelVersionIndex"
+    ACTIVE_VERSION_PARAMETER: Final = "ActiveModelVersionParameter"
+    MODEL_PARAMETERS_PATH: Final = "ModelParametersPath"

@@ -1,0 +1,131 @@
+"""The data layer's buckets and their lifecycle rules."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from shared.config import EnvironmentConfig
+from shared.infra.acknowledge import acknowledge
+from shared.infra.buckets import abort_incomplete_uploads, secure_bucket
+from shared.infra.removal import to_cdk
+
+# Key prefixes other layers write to; lifecycle rules are attached to them.
+BATCH_INPUT_PREFIX = "input/"
+BATCH_OUTPUT_PREFIX = "output/"
+ANALYTICS_PREFIX = "predictions/"
+ATHENA_RESULTS_PREFIX = "athena-results/"
+DATA_CAPTURE_PREFIX = "data-capture/"
+
+
+class DataBuckets(Construct):
+    """``models`` (artifacts), ``data`` (batch input/output, data capture), ``results``
+    (analytics Parquet, Athena results) and ``access-logs`` (server access logs of the others)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        d = config.data
+        days = cdk.Duration.days
+        self.access_log_bucket = s3.Bucket(
+            self,
+            "AccessLogBucket",
+            bucket_name=config.bucket_name("access-logs"),
+            versioned=True,
+            # S3 server access logging delivers only to buckets with SSE-S3 (SSE-KMS targets are
+            # not supported), so this is the one bucket without the customer-managed key.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=days(d.access_log_expiry_days),
+                    noncurrent_version_expiration=days(7),
+                ),
+                abort_incomplete_uploads(),
+            ],
+            removal_policy=to_cdk(config.data_removal_policy),
+        )
+        acknowledge(
+            self.access_log_bucket,
+            nag=["AwsSolutions-S1"],
+            guard=["S3_BUCKET_KMS_ENCRYPTED", "CT_S3_PR_2"],
+            reason="This bucket is the server access log target; S3 cannot log a log bucket into itself "
+            "without a loop, and it delivers access logs only to SSE-S3 buckets, not SSE-KMS ones.",
+        )
+
+        def noncurrent_versions() -> s3.LifecycleRule:
+            return s3.LifecycleRule(
+                id="expire-noncurrent-versions",
+                noncurrent_version_expiration=days(d.noncurrent_version_expiry_days),
+                noncurrent_versions_to_retain=d.noncurrent_versions_to_retain,
+            )
+
+        self.model_bucket = secure_bucket(
+            self,
+            "ModelBucket",
+            config=config,
+            purpose="models",
+            key=key,
+            access_log_bucket=self.access_log_bucket,
+            lifecycle_rules=[
+                # Current model versions never expire: rollback needs them. Replaced artifacts
+                # are kept long enough to audit and re-deploy an old version.
+                s3.LifecycleRule(
+                    id="expire-old-artifact-versions",
+                    noncurrent_version_expiration=days(d.model_noncurrent_version_expiry_days),
+                    noncurrent_versions_to_retain=d.noncurrent_versions_to_retain,
+                ),
+                abort_incomplete_uploads(),
+            ],
+        )
+        self.data_bucket = secure_bucket(
+            self,
+            "DataBucket",
+            config=config,
+            purpose="data",
+            key=key,
+            access_log_bucket=self.access_log_bucket,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-raw-input", prefix=BATCH_INPUT_PREFIX, expiration=days(d.raw_input_expiry_days)
+                ),
+                s3.LifecycleRule(
+                    id="expire-data-capture", prefix=DATA_CAPTURE_PREFIX, expiration=days(d.raw_input_expiry_days)
+                ),
+                s3.LifecycleRule(
+                    id="expire-batch-output", prefix=BATCH_OUTPUT_PREFIX, expiration=days(d.batch_output_expiry_days)
+                ),
+                noncurrent_versions(),
+                abort_incomplete_uploads(),
+            ],
+        )
+        self.results_bucket = secure_bucket(
+            self,
+            "ResultsBucket",
+            config=config,
+            purpose="results",
+            key=key,
+            access_log_bucket=self.access_log_bucket,
+            lifecycle_rules=[
+                # Analytics Parquet is queried at unpredictable intervals after its first month:
+                # Intelligent-Tiering moves cold partitions down without retrieval fees.
+                s3.LifecycleRule(
+                    id="tier-analytics",
+                    prefix=ANALYTICS_PREFIX,
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INTELLIGENT_TIERING,
+                            transition_after=days(d.analytics_intelligent_tiering_after_days),
+                        )
+                    ],
+                ),
+                s3.LifecycleRule(id="expire-athena-results", prefix=ATHENA_RESULTS_PREFIX, expiration=days(30)),
+                noncurrent_versions(),
+                abort_incomplete_uploads(),
+            ],
+        )

@@ -1,0 +1,39 @@
+"""One CDK Stage per environment, holding the layer stacks wired by passing objects."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from shared.config import EnvironmentConfig
+from shared.infra.tagging import RequiredTags
+from stacks.data.stack import DataStack
+from stacks.network.stack import NetworkStack
+
+
+class MlPipelineStage(cdk.Stage):
+    """The whole platform for one environment; stack names carry the environment."""
+
+    def __init__(self, scope: Construct, *, config: EnvironmentConfig) -> None:
+        env = cdk.Environment(account=config.account, region=config.region)
+        super().__init__(scope, config.name, env=env)
+        self.config = config
+        self.network = NetworkStack(
+            self,
+            "Network",
+            config=config,
+            stack_name=config.stack_name("network"),
+            description=f"ml-pipeline {config.name}: VPC, endpoints, security groups, NACL, flow logs",
+        )
+        self.data = DataStack(
+            self,
+            "Data",
+            config=config,
+            stack_name=config.stack_name("data"),
+            description=f"ml-pipeline {config.name}: KMS keys, buckets, predictions table, model registry",
+        )
+        cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
+
+    @property
+    def stacks(self) -> list[cdk.Stack]:
+        return [self.network, self.data]
