@@ -14,7 +14,6 @@ from cdk_nag import AwsSolutionsChecks
 from shared.config import ENVIRONMENTS, get_config
 from stacks.stage import MlPipelineStage
 
-
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 

@@ -8,10 +8,15 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from shared.config import LOG_RETENTION_DAYS, RemovalPolicy
+from shared.config import LOG_RETENTION_DAYS, EnvironmentConfig
+from shared.infra.acknowledge import acknowledge
 from shared.infra.removal import to_cdk
 
-_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m.name != "INFINITE"], strict=True))
+ONE_YEAR = 365  # AWS Control Tower CT.CLOUDWATCH.PR.2: keep logs at least a year
+
+_RETENTION = dict(
+    zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m.name != "INFINITE"], strict=True)
+)
 
 
 def retention(days: int) -> logs.RetentionDays:
@@ -29,12 +34,13 @@ class EncryptedLogGroup(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        config: EnvironmentConfig,
         log_group_name: str,
         key: kms.IKey,
-        retention_days: int,
-        removal_policy: RemovalPolicy,
+        retention_days: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        days = retention_days if retention_days is not None else config.log_retention_days
         stack = cdk.Stack.of(self)
         log_group_arn = stack.format_arn(
             service="logs",
@@ -52,13 +58,29 @@ class EncryptedLogGroup(Construct):
         )
         if cdk.Stack.of(key) is stack:
             key.grant(
-                logs_service, "kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"
+                logs_service,
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
             )
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
             log_group_name=log_group_name,
             encryption_key=key,
-            retention=retention(retention_days),
-            removal_policy=to_cdk(removal_policy),
+            retention=retention(days),
+            removal_policy=to_cdk(config.log_removal_policy),
         )
+        if days < ONE_YEAR:
+            if config.is_production:
+                raise ValueError(
+                    f"{log_group_name}: production log groups keep logs at least {ONE_YEAR} days"
+                )
+            acknowledge(
+                self.log_group,
+                guard=["cloudwatch_log_group_retention_period_check"],
+                reason=f"Non-production environment {config.name!r}: logs are kept {days} days to limit "
+                f"cost; production keeps them at least {ONE_YEAR} days and is not acknowledged.",
+            )

@@ -67,7 +67,12 @@ class DataKeys(Construct):
             {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": project_log_groups}}
         )
         self.ops_key.grant(
-            logs_service, "kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"
+            logs_service,
+            "kms:Encrypt*",
+            "kms:Decrypt*",
+            "kms:ReEncrypt*",
+            "kms:GenerateDataKey*",
+            "kms:Describe*",
         )
         # CloudWatch alarms publishing to encrypted SNS topics; EventBridge delivering to
         # encrypted SNS topics and SQS dead-letter queues.

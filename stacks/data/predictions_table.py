@@ -18,7 +18,9 @@ BY_MODEL_VERSION_INDEX: Final = "by-model-version"
 
 
 class PredictionsTable(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         self.table = dynamodb.Table(
             self,
@@ -26,7 +28,7 @@ class PredictionsTable(Construct):
             table_name=config.resource_name("predictions"),
             partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=SORT_KEY, type=dynamodb.AttributeType.STRING),
-            # ~100k writes/day (≈1.2/s, 10× peaks) is far below the break-even of provisioned capacity.
+            # ~100k writes/day (about 1.2/s, peaks of 10x) is far below where provisioned capacity pays.
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=key,

@@ -18,7 +18,9 @@ from stacks.data.predictions_table import PredictionsTable
 class DataStack(cdk.Stack):
     """Exposes keys, buckets, ``predictions_table`` and ``model_registry`` to the layers above."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         keys = DataKeys(self, "Keys", config=config)
         self.data_key = keys.data_key

@@ -8,6 +8,10 @@ from constructs import Construct
 from shared.infra.acknowledge import acknowledge
 
 EPHEMERAL = ec2.AclTraffic.tcp_port_range(1024, 65535)
+# Inbound ephemeral range split around 3389 so no rule admits RDP from anywhere (CT.EC2.PR.5);
+# Linux (Lambda, Fargate) picks local ports from 32768-60999, so nothing legitimate is lost.
+EPHEMERAL_BELOW_RDP = ec2.AclTraffic.tcp_port_range(1024, 3388)
+EPHEMERAL_ABOVE_RDP = ec2.AclTraffic.tcp_port_range(3390, 65535)
 HTTPS = ec2.AclTraffic.tcp_port(443)
 
 
@@ -16,7 +20,7 @@ class IsolatedSubnetAcl(Construct):
 
     - egress 443 anywhere: the only routes are local and the S3/DynamoDB gateway endpoints,
       whose public ranges a NACL cannot name by prefix list (AWS documents CIDRs only);
-    - ingress ephemeral ports anywhere: the return half of those HTTPS connections;
+    - ingress ephemeral ports anywhere (except 3389): the return half of those HTTPS connections;
     - ingress 443 from the VPC: compute to the interface endpoints' network interfaces;
     - egress ephemeral ports to the VPC: the endpoints' replies to compute.
     DNS to the Amazon-provided resolver is not subject to network ACLs.
@@ -33,7 +37,8 @@ class IsolatedSubnetAcl(Construct):
             ("HttpsOut", 100, anywhere, HTTPS, ec2.TrafficDirection.EGRESS),
             ("EphemeralOutToVpc", 110, vpc_cidr, EPHEMERAL, ec2.TrafficDirection.EGRESS),
             ("HttpsInFromVpc", 100, vpc_cidr, HTTPS, ec2.TrafficDirection.INGRESS),
-            ("EphemeralIn", 110, anywhere, EPHEMERAL, ec2.TrafficDirection.INGRESS),
+            ("EphemeralInLow", 110, anywhere, EPHEMERAL_BELOW_RDP, ec2.TrafficDirection.INGRESS),
+            ("EphemeralInHigh", 120, anywhere, EPHEMERAL_ABOVE_RDP, ec2.TrafficDirection.INGRESS),
         )
         for entry_id, rule_number, acl_cidr, traffic, direction in entries:
             self.acl.add_entry(

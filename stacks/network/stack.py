@@ -9,6 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from shared.config import EnvironmentConfig
+from shared.infra.acknowledge import acknowledge
 from shared.outputs import NetworkOutputs
 from stacks.network.endpoints import ServiceEndpoints
 from stacks.network.nacl import IsolatedSubnetAcl
@@ -18,7 +19,9 @@ from stacks.network.vpc import PrivateNetwork
 class NetworkStack(cdk.Stack):
     """Exposes ``vpc``, ``subnets`` and ``compute_security_group`` for the layers above."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         network = PrivateNetwork(self, "Network", config=config)
         self.vpc: ec2.IVpc = network.vpc
@@ -27,6 +30,8 @@ class NetworkStack(cdk.Stack):
         self.compute_security_group = endpoints.compute_security_group
         self.endpoints = endpoints
         IsolatedSubnetAcl(self, "SubnetAcl", vpc=self.vpc, subnets=self.subnets, cidr=config.network.cidr)
+
+        self._acknowledge_default_sg_handler()
 
         outputs = {
             NetworkOutputs.VPC_ID: self.vpc.vpc_id,
@@ -37,3 +42,17 @@ class NetworkStack(cdk.Stack):
         }
         for key, value in outputs.items():
             cdk.CfnOutput(self, key, value=value)
+
+    def _acknowledge_default_sg_handler(self) -> None:
+        """The CDK-provided Lambda that strips the default security group's rules at deploy time."""
+        provider = self.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        handler = provider.node.try_find_child("Handler") if provider is not None else None
+        if handler is None:
+            raise LookupError("the VPC's restrict-default-security-group provider was not found")
+        acknowledge(
+            handler,
+            guard=["lambda_inside_vpc_check"],
+            reason="CDK's custom resource that removes the default security group's rules runs once per "
+            "deployment and calls only the EC2 API; inside this VPC it would need an ec2 interface "
+            "endpoint that nothing else uses.",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -56,10 +57,10 @@ class PrivateNetwork(Construct):
         self.flow_log_group = EncryptedLogGroup(
             self,
             "FlowLogs",
+            config=config,
             log_group_name=f"{config.log_group_prefix}/vpc-flow-logs",
             key=self.flow_log_key,
             retention_days=net.flow_log_retention_days,
-            removal_policy=config.log_removal_policy,
         ).log_group
         flow_log_role = iam.Role(
             self,
@@ -67,7 +68,11 @@ class PrivateNetwork(Construct):
             assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com").with_conditions(
                 {
                     "StringEquals": {"aws:SourceAccount": config.account},
-                    "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{config.region}:{config.account}:vpc-flow-log/*"},
+                    "ArnLike": {
+                        "aws:SourceArn": cdk.Stack.of(self).format_arn(
+                            service="ec2", resource="vpc-flow-log", resource_name="*"
+                        )
+                    },
                 }
             ),
             description="VPC flow logs delivery into the flow log group",

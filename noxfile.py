@@ -1,0 +1,98 @@
+"""Every CI step is a nox session a developer can run too (same names locally and in CI).
+
+``nox`` runs the default set (lint, typecheck, synth, guard, unit) — the README's test
+command. Each session installs exactly the dependency groups it needs from ``uv.lock`` into
+its own virtualenv (uv backend: seconds, not minutes); ``nox -R`` reuses them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "typecheck", "synth", "guard", "unit"]
+nox.options.error_on_external_run = True
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+CDK_OUT = ROOT / "cdk.out"
+REPORTS = ROOT / "reports"
+QUIET_NODE = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the locked dependency groups into the session's virtualenv (no dev extras)."""
+    args = ["uv", "sync", "--frozen", "--no-default-groups", "--no-install-project"]
+    args += [f"--group={group}" for group in groups]
+    session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}, external=True)
+
+
+def synthesize(session: nox.Session, *environments: str) -> None:
+    """Synthesize the given environments (all when none) into cdk.out and print the deploy plan."""
+    env_args = [f"--environments={','.join(environments)}"] if environments else []
+    session.run("python", "-m", "tools.synth", str(CDK_OUT), *env_args, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff lint + format check."""
+    install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on project code (configuration in pyproject.toml)."""
+    install(session, "infra", "runtime", "policy", "test", "lint")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def synth(session: nox.Session) -> None:
+    """Synthesize every environment (cdk-nag gate included) and print the stacks in deploy order."""
+    install(session, "infra")
+    synthesize(session, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def guard(session: nox.Session) -> None:
+    """Policy gates on every template: cfn-guard (Control Tower + policies/), cfn-lint, rule tests."""
+    install(session, "infra", "policy")
+    synthesize(session)
+    session.run("python", "-m", "tools.policy_rules_test")
+    session.run("python", "-m", "tools.policy_gate", str(CDK_OUT), "--report", str(REPORTS / "policy"))
+    templates = sorted(str(p) for p in CDK_OUT.glob("assembly-*/*.template.json"))
+    session.run("cfn-lint", *templates)
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Unit tests (no network; moto in-process) and template assertions."""
+    install(session, "infra", "runtime", "policy", "test")
+    session.run("pytest", "tests/unit", "tests/infra", *session.posargs, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Record synth time per environment and the warm default test run time (reports/bench)."""
+    install(session, "infra")
+    out = REPORTS / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("python", "-m", "tools.bench_synth", str(out / "synth.json"), env=QUIET_NODE)
+    nox_bin = shutil.which("nox")
+    if nox_bin is None or os.environ.get("BENCH_SKIP_TESTS"):
+        session.log("default test run not timed (nox not on PATH or BENCH_SKIP_TESTS set)")
+        return
+    started = time.perf_counter()
+    session.run(nox_bin, "-R", external=True)
+    elapsed = time.perf_counter() - started
+    session.run(
+        "python", "-m", "tools.bench_synth", "--record-test-run", f"{elapsed:.1f}", str(out / "synth.json")
+    )

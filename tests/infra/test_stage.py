@@ -1,0 +1,69 @@
+"""Stages, stack names, deployment order and the tagging aspect across every template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.config import ENVIRONMENTS
+from shared.infra.tagging import REQUIRED_TAG_KEYS
+from tools.synth import main as synth_main
+
+ENVS = sorted(ENVIRONMENTS)
+
+# Types whose CloudFormation schema has Tags; each must carry the required set.
+MUST_BE_TAGGED = {
+    "AWS::EC2::VPC",
+    "AWS::EC2::Subnet",
+    "AWS::EC2::RouteTable",
+    "AWS::EC2::SecurityGroup",
+    "AWS::EC2::NetworkAcl",
+    "AWS::EC2::FlowLog",
+    "AWS::KMS::Key",
+    "AWS::Logs::LogGroup",
+    "AWS::IAM::Role",
+    "AWS::Lambda::Function",
+    "AWS::S3::Bucket",
+    "AWS::DynamoDB::Table",
+    "AWS::SSM::Parameter",
+}
+
+
+def test_one_stage_per_environment_with_stacks_in_dependency_order(plan):
+    assert sorted(plan) == ENVS
+    for env, stacks in plan.items():
+        assert [s.stack_name for s in stacks] == [f"ml-pipeline-network-{env}", f"ml-pipeline-data-{env}"]
+        assert {(s.account, s.region) for s in stacks} == {
+            (ENVIRONMENTS[env].account, ENVIRONMENTS[env].region)
+        }
+
+
+def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
+    out = tmp_path / "cdk.out"
+    assert synth_main([str(out), "--environments=local"]) == 0
+    plan = json.loads((out / "deploy-plan.json").read_text())
+    assert [s["stackName"] for s in plan["local"]] == ["ml-pipeline-network-local", "ml-pipeline-data-local"]
+    assert all(Path(s["templateFile"]).exists() for s in plan["local"])
+    printed = capsys.readouterr().out
+    assert "1. ml-pipeline-network-local" in printed
+    assert "2. ml-pipeline-data-local" in printed
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("layer", ["network", "data"])
+def test_every_taggable_resource_carries_the_required_tags(env, layer, template_json):
+    resources = template_json(env, layer)["Resources"]
+    expected = ENVIRONMENTS[env].tag_map
+    checked = 0
+    for logical_id, resource in resources.items():
+        tags = resource.get("Properties", {}).get("Tags")
+        if tags is None:
+            assert resource["Type"] not in MUST_BE_TAGGED, f"{logical_id} ({resource['Type']}) has no tags"
+            continue
+        as_map = tags if isinstance(tags, dict) else {t["Key"]: t["Value"] for t in tags}
+        for key in REQUIRED_TAG_KEYS:
+            assert as_map.get(key) == expected[key], f"{logical_id}: tag {key}"
+        checked += 1
+    assert checked >= 5

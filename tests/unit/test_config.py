@@ -1,0 +1,115 @@
+"""The typed configuration: valid environments, naming, and clear errors for invalid config."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ENVIRONMENTS, ConfigError, RemovalPolicy, get_config, validate
+
+
+def _base(**overrides):
+    data = {"name": "test", "account": "123456789012", "region": "us-east-1"}
+    data.update(overrides)
+    return data
+
+
+def test_three_environments_with_prod_retaining_data():
+    assert sorted(ENVIRONMENTS) == ["dev", "local", "prod"]
+    prod = get_config("prod")
+    assert prod.data_removal_policy is RemovalPolicy.RETAIN
+    assert prod.log_removal_policy is RemovalPolicy.RETAIN
+    assert prod.log_retention_days >= 365
+    assert get_config("local").data_removal_policy is RemovalPolicy.DESTROY
+    assert get_config("dev").data_removal_policy is RemovalPolicy.DESTROY
+
+
+def test_unknown_environment_names_the_known_ones():
+    with pytest.raises(
+        ConfigError, match=r"unknown environment 'staging'; known environments: dev, local, prod"
+    ):
+        get_config("staging")
+
+
+def test_naming_scheme():
+    prod = get_config("prod")
+    assert prod.resource_name("predictions") == "ml-pipeline-predictions-prod-us-east-1"
+    assert prod.bucket_name("models") == "ml-pipeline-models-prod-us-east-1-222222222222"
+    assert prod.stack_name("network") == "ml-pipeline-network-prod"
+    assert prod.active_version_parameter == "/ml-pipeline/prod/models/active-version"
+    assert prod.version_metadata_parameter("v2") == "/ml-pipeline/prod/models/versions/v2/metadata"
+    with pytest.raises(ConfigError, match="model version"):
+        prod.version_metadata_parameter("../v2")
+    with pytest.raises(ConfigError, match="resource part"):
+        prod.resource_name("Bad_Name")
+
+
+def test_bucket_name_longer_than_s3_allows_is_refused():
+    config = validate(_base())
+    with pytest.raises(ConfigError, match="longer than S3's 63 characters"):
+        config.bucket_name("a-very-long-purpose-name-that-does-not-fit")
+
+
+def test_tags_cover_the_required_keys():
+    assert get_config("dev").tag_map == {
+        "Project": "ml-pipeline",
+        "Environment": "dev",
+        "CostCenter": "ml-platform",
+        "Owner": "mlops-team",
+        "DataClassification": "confidential",
+    }
+
+
+def test_weights_must_sum_to_one():
+    variants = [{"name": "ModelA", "weight": 0.7}, {"name": "ModelB", "weight": 0.2}]
+    with pytest.raises(ConfigError, match=r"variant weights must sum to 1, got 0\.9"):
+        validate(_base(inference={"variants": variants}))
+
+
+def test_variant_names_must_be_unique():
+    variants = [{"name": "ModelA", "weight": 0.5}, {"name": "ModelA", "weight": 0.5}]
+    with pytest.raises(ConfigError, match="variant names must be unique"):
+        validate(_base(inference={"variants": variants}))
+
+
+@pytest.mark.parametrize("ttl", [0, -1])
+def test_ttl_must_be_positive(ttl):
+    with pytest.raises(ConfigError, match="prediction_ttl_days"):
+        validate(_base(data={"prediction_ttl_days": ttl}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("account", "12345", "12-digit AWS account id"),
+        ("region", "mars-1", "not an AWS region name"),
+        ("name", "Prod!", "2-10 lowercase letters"),
+        ("log_retention_days", 42, "not a CloudWatch Logs retention period"),
+        ("data_removal_policy", "snapshot", "data_removal_policy"),
+        ("unexpected", 1, "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_fields_fail_with_a_clear_message(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_base(**{field: value}))
+
+
+def test_interface_endpoints_listed_twice_are_refused():
+    endpoint = {"service": "ssm", "callers": "the preprocessing Lambda reads parameters"}
+    with pytest.raises(ConfigError, match="interface endpoints listed twice: ssm"):
+        validate(_base(network={"interface_endpoints": [endpoint, endpoint]}))
+
+
+def test_autoscaling_bounds_are_ordered():
+    with pytest.raises(ConfigError, match="autoscaling_min_capacity must not exceed"):
+        validate(_base(inference={"autoscaling_min_capacity": 5, "autoscaling_max_capacity": 2}))
+
+
+def test_every_interface_endpoint_names_its_caller():
+    for config in ENVIRONMENTS.values():
+        for endpoint in config.network.interface_endpoints:
+            assert len(endpoint.callers) >= 10
+
+
+def test_config_is_immutable():
+    with pytest.raises(ValueError, match="frozen"):
+        get_config("dev").name = "other"  # type: ignore[misc]

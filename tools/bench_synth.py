@@ -1,0 +1,93 @@
+"""Benchmark: synth time of every environment (each alone and all together), written as JSON + Markdown.
+
+Also records the wall time of the default test run when ``nox -s bench`` measured it
+(``--record-test-run SECONDS``). Figures are written, never asserted: targets are compared in
+the report (synth of all stages <= 30 s, default test run <= 6 min warm, on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.config import ENVIRONMENTS
+
+TARGETS = {"synth_all_seconds": 30.0, "default_test_run_seconds": 360.0}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _timed_synth(environments: list[str] | None) -> float:
+    """Synth in a fresh interpreter, as `cdk synth` would: imports and jsii start-up included."""
+    with tempfile.TemporaryDirectory() as out:
+        args = [sys.executable, "-m", "tools.synth", str(Path(out) / "cdk.out")]
+        if environments:
+            args.append(f"--environments={','.join(environments)}")
+        started = time.perf_counter()
+        subprocess.run(args, check=True, cwd=ROOT, capture_output=True)
+        return time.perf_counter() - started
+
+
+def measure() -> dict[str, Any]:
+    per_env = {name: round(_timed_synth([name]), 2) for name in ENVIRONMENTS}
+    return {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "synth_seconds_per_environment": per_env,
+        "synth_all_seconds": round(_timed_synth(None), 2),
+        "targets": TARGETS,
+    }
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    rows = [
+        "| figure | seconds | target |",
+        "|---|---|---|",
+    ]
+    for env, seconds in figures["synth_seconds_per_environment"].items():
+        rows.append(f"| synth `{env}` (fresh process) | {seconds} | |")
+    rows.append(
+        f"| synth all stages (fresh process) | {figures['synth_all_seconds']} "
+        f"| <= {TARGETS['synth_all_seconds']:.0f} |"
+    )
+    if "default_test_run_seconds" in figures:
+        rows.append(
+            f"| default test run (`nox -R`, warm) | {figures['default_test_run_seconds']} "
+            f"| <= {TARGETS['default_test_run_seconds']:.0f} |"
+        )
+    machine = figures["machine"]
+    header = f"Measured {figures['measured_at']} on {machine['cpus']} CPUs, Python {machine['python']}."
+    return "\n".join([header, "", *rows]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("output", type=Path, help="JSON file; a .md table is written beside it")
+    parser.add_argument("--record-test-run", type=float, help="add the measured default test run seconds")
+    args = parser.parse_args(argv)
+    if args.record_test_run is not None:
+        figures = json.loads(args.output.read_text())
+        figures["default_test_run_seconds"] = round(args.record_test_run, 1)
+    else:
+        figures = measure()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(markdown(figures))
+    print(markdown(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
