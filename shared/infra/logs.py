@@ -26,6 +26,33 @@ def retention(days: int) -> logs.RetentionDays:
         raise ValueError(f"{days} is not a CloudWatch Logs retention period") from None
 
 
+def log_group_arn(stack: cdk.Stack, name: str) -> str:
+    """ARN of log group ``name`` (``*`` wildcards allowed) in ``stack``'s account and region."""
+    return stack.format_arn(
+        service="logs", resource="log-group", resource_name=name, arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
+def allow_cloudwatch_logs(key: kms.IKey, log_group_arns: list[str]) -> None:
+    """Let CloudWatch Logs use ``key`` for the given log groups and no others.
+
+    CloudWatch Logs calls KMS as itself, on the log group's behalf; the encryption context
+    ``aws:logs:arn`` names the log group, which the condition matches.
+    """
+    region = cdk.Stack.of(key).region
+    logs_service = iam.ServicePrincipal(f"logs.{region}.amazonaws.com").with_conditions(
+        {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}}
+    )
+    key.grant(
+        logs_service,
+        "kms:Encrypt*",
+        "kms:Decrypt*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:Describe*",
+    )
+
+
 class EncryptedLogGroup(Construct):
     """A log group encrypted with ``key``; the key policy admits CloudWatch Logs for this group only."""
 
@@ -42,29 +69,11 @@ class EncryptedLogGroup(Construct):
         super().__init__(scope, construct_id)
         days = retention_days if retention_days is not None else config.log_retention_days
         stack = cdk.Stack.of(self)
-        log_group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=log_group_name,
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-        )
         # A key of this stack gets a statement for this group alone. A key of another layer
         # (the data layer's ops key) already admits CloudWatch Logs for the project's log
         # group names, so no stack edits another stack's key policy.
-        # CloudWatch Logs encrypts with the key on the log group's behalf; the encryption
-        # context names the log group, so the grant covers this group and no other.
-        logs_service = iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com").with_conditions(
-            {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}}
-        )
         if cdk.Stack.of(key) is stack:
-            key.grant(
-                logs_service,
-                "kms:Encrypt*",
-                "kms:Decrypt*",
-                "kms:ReEncrypt*",
-                "kms:GenerateDataKey*",
-                "kms:Describe*",
-            )
+            allow_cloudwatch_logs(key, [log_group_arn(stack, log_group_name)])
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",

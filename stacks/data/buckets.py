@@ -82,13 +82,20 @@ class DataBuckets(Construct):
                 noncurrent_versions_to_retain=d.noncurrent_versions_to_retain,
             )
 
-        self.model_bucket = secure_bucket(
-            self,
+        def bucket(construct_id: str, *, purpose: str, lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
+            return secure_bucket(
+                self,
+                construct_id,
+                config=config,
+                purpose=purpose,
+                key=key,
+                access_log_bucket=self.access_log_bucket,
+                lifecycle_rules=lifecycle_rules,
+            )
+
+        self.model_bucket = bucket(
             "ModelBucket",
-            config=config,
             purpose="models",
-            key=key,
-            access_log_bucket=self.access_log_bucket,
             lifecycle_rules=[
                 # Current model versions never expire: rollback needs them. Replaced artifacts
                 # are kept long enough to audit and re-deploy an old version.
@@ -100,13 +107,9 @@ class DataBuckets(Construct):
                 abort_incomplete_uploads(),
             ],
         )
-        self.data_bucket = secure_bucket(
-            self,
+        self.data_bucket = bucket(
             "DataBucket",
-            config=config,
             purpose="data",
-            key=key,
-            access_log_bucket=self.access_log_bucket,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-raw-input", prefix=BATCH_INPUT_PREFIX, expiration=days(d.raw_input_expiry_days)
@@ -125,13 +128,9 @@ class DataBuckets(Construct):
                 abort_incomplete_uploads(),
             ],
         )
-        self.results_bucket = secure_bucket(
-            self,
+        self.results_bucket = bucket(
             "ResultsBucket",
-            config=config,
             purpose="results",
-            key=key,
-            access_log_bucket=self.access_log_bucket,
             lifecycle_rules=[
                 # Analytics Parquet is queried at unpredictable intervals after its first month:
                 # Intelligent-Tiering moves cold partitions down without retrieval fees.

@@ -27,6 +27,7 @@ from constructs import Construct
 
 from shared.config import PROJECT, EnvironmentConfig
 from shared.infra.keys import customer_managed_key
+from shared.infra.logs import allow_cloudwatch_logs, log_group_arn
 
 
 class DataKeys(Construct):
@@ -48,31 +49,15 @@ class DataKeys(Construct):
         )
         stack = cdk.Stack.of(self)
 
-        def log_group_arn(name_pattern: str) -> str:
-            return stack.format_arn(
-                service="logs",
-                resource="log-group",
-                resource_name=name_pattern,
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )
-
         # Log groups the later layers create: the project's own names, Lambda's and the
         # vended-log groups of Step Functions and API Gateway, all carrying the env name.
-        project_log_groups = [
-            log_group_arn(f"{config.log_group_prefix}/*"),
-            log_group_arn(f"/aws/lambda/{PROJECT}-*-{config.name}-{config.region}"),
-            log_group_arn(f"/aws/vendedlogs/*{PROJECT}-*-{config.name}-{config.region}*"),
-        ]
-        logs_service = iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com").with_conditions(
-            {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": project_log_groups}}
-        )
-        self.ops_key.grant(
-            logs_service,
-            "kms:Encrypt*",
-            "kms:Decrypt*",
-            "kms:ReEncrypt*",
-            "kms:GenerateDataKey*",
-            "kms:Describe*",
+        allow_cloudwatch_logs(
+            self.ops_key,
+            [
+                log_group_arn(stack, f"{config.log_group_prefix}/*"),
+                log_group_arn(stack, f"/aws/lambda/{PROJECT}-*-{config.name}-{config.region}"),
+                log_group_arn(stack, f"/aws/vendedlogs/*{PROJECT}-*-{config.name}-{config.region}*"),
+            ],
         )
         # CloudWatch alarms publishing to encrypted SNS topics; EventBridge delivering to
         # encrypted SNS topics and SQS dead-letter queues.

@@ -129,10 +129,10 @@ def test_flow_log_key_policy_admits_logs_for_the_flow_log_group_only(template_js
     logs = [s for s in statements if s.get("Principal", {}).get("Service") == "logs.us-east-1.amazonaws.com"]
     assert len(logs) == 1
     assert logs[0]["Condition"] == {
-        "ArnEquals": {
-            "kms:EncryptionContext:aws:logs:arn": (
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": [
                 "arn:aws:logs:us-east-1:222222222222:log-group:/ml-pipeline/prod/vpc-flow-logs"
-            )
+            ]
         }
     }
 
