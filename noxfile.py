@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on project code (configuration in pyproject.toml)."""
-    install(session, "infra", "runtime", "policy", "test", "lint")
+    install(session, "infra", "runtime", "model", "policy", "test", "lint")
     session.run("mypy")
 
 
@@ -77,8 +77,15 @@ def guard(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
     """Unit tests (no network; moto in-process) and template assertions."""
-    install(session, "infra", "runtime", "policy", "test")
+    install(session, "infra", "runtime", "model", "policy", "test")
     session.run("pytest", "tests/unit", "tests/infra", *session.posargs, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def train(session: nox.Session) -> None:
+    """Train model versions v1 and v2 into SageMaker-compatible build/models/{version}/model.tar.gz."""
+    install(session, "model")
+    session.run("python", "-m", "model.train", "--output", str(ROOT / "build" / "models"), *session.posargs)
 
 
 @nox.session(python=PYTHON)
