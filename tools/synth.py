@@ -26,6 +26,30 @@ def synthesize(cdk_out: Path, environments: list[str] | None) -> float:
     return time.perf_counter() - started
 
 
+ANNOTATION_TYPES = ("aws:cdk:warning", "aws:cdk:error")
+
+
+def cdk_annotations(cdk_out: Path) -> list[str]:
+    """Warnings and errors CDK attached to constructs (deprecated APIs, invalid settings, ...).
+
+    An acknowledged warning (``Annotations.of(c).acknowledge_warning(id, reason)``) is not listed
+    by CDK, so anything here is unreviewed and fails the synth.
+    """
+    found = []
+    entries_by_path: list[dict[str, list[dict[str, object]]]] = []
+    for manifest_file in sorted(cdk_out.glob("**/manifest.json")):
+        manifest = json.loads(manifest_file.read_text())
+        entries_by_path += [a.get("metadata", {}) for a in manifest.get("artifacts", {}).values()]
+    # newer CDK versions write each stack's metadata into a file of its own
+    entries_by_path += [json.loads(f.read_text()) for f in sorted(cdk_out.glob("**/*.metadata.json"))]
+    for metadata in entries_by_path:
+        for path, entries in metadata.items():
+            found += [
+                f"{e['type']} {path}: {e.get('data')}" for e in entries if e["type"] in ANNOTATION_TYPES
+            ]
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("cdk_out", type=Path)
@@ -33,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     environments = [e for e in args.environments.split(",") if e] if args.environments else None
     seconds = synthesize(args.cdk_out, environments)
+    problems = cdk_annotations(args.cdk_out)
+    if problems:
+        print(
+            "synth produced warnings or errors; fix them or acknowledge them with a reason:", file=sys.stderr
+        )
+        print("\n".join(problems), file=sys.stderr)
+        return 1
     plan = deployment_plan(args.cdk_out)
     (args.cdk_out / "deploy-plan.json").write_text(json.dumps(as_json(plan), indent=2) + "\n")
-    print(f"synthesized {', '.join(plan)} in {seconds:.1f}s (cdk-nag AwsSolutions: no open findings)")
+    print(f"synthesized {', '.join(plan)} in {seconds:.1f}s: no CDK warnings, no open cdk-nag findings")
     print("deployment plan (deploy in this order):")
     print(render(plan))
     return 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
 
 from shared.config import ENVIRONMENTS
 from shared.infra.tagging import REQUIRED_TAG_KEYS
 from tools.deploy import commands
+from tools.synth import cdk_annotations
 from tools.synth import main as synth_main
 
 ENVS = sorted(ENVIRONMENTS)
@@ -76,3 +78,15 @@ def test_ci_deploys_each_stack_alone_in_plan_order(cdk_out):
     assert all("--exclusively" in c and str(cdk_out) in c for c in deploys)
     with pytest.raises(SystemExit, match="stage 'qa' is not in"):
         commands(cdk_out, "qa")
+
+
+def test_synth_fails_on_an_unreviewed_cdk_warning(tmp_path):
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Probe")
+    cdk.Annotations.of(stack).add_warning_v2("probe:warning", "a deprecated API was used")
+    app.synth()
+    assert any("a deprecated API was used" in line for line in cdk_annotations(tmp_path))
+
+
+def test_the_real_app_has_no_cdk_warnings(cdk_out):
+    assert cdk_annotations(cdk_out) == []
