@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Folders whose code runs in Lambda, containers, the CLI or the local stage.
-RUNTIME_GLOBS = ["stacks/*/runtime/**/*.py", "model/**/*.py", "local/**/*.py"]
+RUNTIME_GLOBS = ["stacks/*/runtime/**/*.py", "model/**/*.py", "mlpipe/**/*.py", "local/**/*.py"]
 RUNTIME_SAFE_SHARED = ["shared/config.py", "shared/outputs.py", "shared/__init__.py"]
 INFRA_GLOBS = ["stacks/**/*.py", "shared/infra/**/*.py", "app.py"]
 
@@ -45,7 +45,7 @@ def test_infrastructure_code_does_not_import_runtime_code():
             continue
         for name in _imports(path):
             parts = name.split(".")
-            if "runtime" in parts or parts[0] in {"model", "local"}:
+            if "runtime" in parts or parts[0] in {"model", "mlpipe", "local"}:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, offenders
 

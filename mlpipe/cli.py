@@ -1,0 +1,112 @@
+"""``mlpipe``: the operator's command line for the model lifecycle.
+
+    mlpipe [--stage local] [--json] models register PATH --version v2
+    mlpipe models list | show v2 | history [--limit 20]
+
+The stage's resources are read from its stacks' outputs. Credentials and region come from the
+usual AWS settings; ``AWS_ENDPOINT_URL`` points boto3 at the local stage's emulated account.
+Exit codes: 0 done, 1 failed (nothing half-done is left recorded), 2 the request was wrong
+(unknown version, invalid artifact, conflicting registration, missing stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
+
+from mlpipe.artifact import read_artifact
+from mlpipe.errors import FAILURE_EXIT, MlpipeError
+from mlpipe.registry import ModelRegistry
+from mlpipe.stage import registry_location
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlpipe", description="ml-pipeline model lifecycle")
+    parser.add_argument(
+        "--stage", default=os.environ.get("MLPIPE_STAGE", "local"), help="environment (default: local)"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    groups = parser.add_subparsers(dest="group", required=True)
+    models = groups.add_parser("models", help="register and inspect model versions")
+    commands = models.add_subparsers(dest="command", required=True)
+    register = commands.add_parser("register", help="upload a model.tar.gz and record it as a version")
+    register.add_argument("path", type=Path)
+    register.add_argument("--version", required=True)
+    commands.add_parser("list", help="registered versions")
+    show = commands.add_parser("show", help="one version's record")
+    show.add_argument("version")
+    history = commands.add_parser("history", help="registry events, oldest first")
+    history.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+def _actor(session: boto3.session.Session) -> str:
+    try:
+        return str(session.client("sts").get_caller_identity()["Arn"])
+    except (ClientError, BotoCoreError):
+        return os.environ.get("USER", "unknown")
+
+
+def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
+    """Carry out the command; returns (text for a person, data for --json)."""
+    location = registry_location(session.client("cloudformation"), args.stage)
+    registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
+    if args.command == "register":
+        record, created = registry.register(read_artifact(args.path), args.version, actor=_actor(session))
+        verb = "registered" if created else "already registered (same sha256), nothing changed:"
+        return (
+            f"{verb} {record.version} -> {record.artifact_uri} (object version {record.artifact_version_id})",
+            {
+                "created": created,
+                **record.model_dump(),
+            },
+        )
+    if args.command == "list":
+        records = registry.list_versions()
+        lines = [
+            f"{r.version}  {r.metrics.get('algorithm', '-')}  accuracy={r.metrics.get('accuracy', '-')}  "
+            f"registered {r.registered_at}"
+            for r in records
+        ]
+        return "\n".join(lines) or "no versions registered", [r.model_dump() for r in records]
+    if args.command == "show":
+        record = registry.get(args.version)
+        return json.dumps(record.model_dump(), indent=2), record.model_dump()
+    entries = registry.history(limit=args.limit)
+    lines = [f"{e.at}  {e.event:<12} {e.version}  by {e.actor}" for e in entries]
+    return "\n".join(lines) or "no history", [e.model_dump() for e in entries]
+
+
+def main(argv: Sequence[str] | None = None, session: boto3.session.Session | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        text, data = run(args, session or boto3.session.Session())
+    except MlpipeError as err:
+        _emit(args, {"error": str(err)}, f"error: {err}", stream=sys.stderr)
+        return err.exit_code
+    except (ClientError, BotoCoreError) as err:
+        _emit(args, {"error": str(err)}, f"error: AWS call failed: {err}", stream=sys.stderr)
+        return FAILURE_EXIT
+    _emit(args, data, text, stream=sys.stdout)
+    return 0
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str, *, stream: Any) -> None:
+    if args.json:
+        payload = data.model_dump() if isinstance(data, BaseModel) else data
+        print(json.dumps(payload, indent=2, default=str), file=stream)
+    else:
+        print(text, file=stream)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

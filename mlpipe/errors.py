@@ -1,0 +1,32 @@
+"""Errors ``mlpipe`` reports to a person: a message that says what to do, and an exit code."""
+
+from __future__ import annotations
+
+USAGE_EXIT = 2  # the request itself is wrong: unknown version, invalid weights, missing stage
+FAILURE_EXIT = 1  # the request was right but could not be carried out
+
+
+class MlpipeError(Exception):
+    """An expected failure with a message meant for the operator."""
+
+    exit_code = FAILURE_EXIT
+
+
+class UsageError(MlpipeError):
+    exit_code = USAGE_EXIT
+
+
+class MissingStageError(UsageError):
+    """The stage's stacks are not deployed (or the name is wrong)."""
+
+
+class UnknownVersionError(UsageError):
+    """A model version that was never registered."""
+
+
+class InvalidArtifactError(UsageError):
+    """A model archive that is not what ``nox -s train`` produces."""
+
+
+class ConflictError(UsageError):
+    """The request contradicts what is recorded (e.g. re-registering a version with another artifact)."""

@@ -1,0 +1,72 @@
+"""Where a stage's model registry lives, read from the data stack's outputs (never guessed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlpipe.errors import MissingStageError
+from shared.config import ENVIRONMENTS
+from shared.outputs import DataOutputs
+
+
+@dataclass(frozen=True)
+class RegistryLocation:
+    """The model bucket and the Parameter Store path of one stage's registry."""
+
+    stage: str
+    model_bucket: str
+    parameters_path: str  # /ml-pipeline/{env}/models
+
+    def metadata_parameter(self, version: str) -> str:
+        return f"{self.parameters_path}/versions/{version}/metadata"
+
+    @property
+    def versions_path(self) -> str:
+        return f"{self.parameters_path}/versions"
+
+    @property
+    def active_version_parameter(self) -> str:
+        return f"{self.parameters_path}/active-version"
+
+    def artifact_key(self, version: str) -> str:
+        return f"models/{version}/model.tar.gz"
+
+    def baseline_key(self, version: str) -> str:
+        return f"models/{version}/baseline.json"
+
+    @property
+    def history_prefix(self) -> str:
+        return "registry/history/"
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ValidationError":
+            raise MissingStageError(
+                f"stack {stack_name} does not exist in this account/region: deploy the stage first "
+                "(or start the local stage) and check --stage"
+            ) from None
+        raise
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
+    """Read the registry's location from ``ml-pipeline-data-{stage}``'s outputs."""
+    if stage not in ENVIRONMENTS:
+        known = ", ".join(sorted(ENVIRONMENTS))
+        raise MissingStageError(f"unknown stage {stage!r}; known stages: {known}")
+    stack_name = ENVIRONMENTS[stage].stack_name("data")
+    outputs = stack_outputs(cloudformation, stack_name)
+    try:
+        return RegistryLocation(
+            stage=stage,
+            model_bucket=outputs[DataOutputs.MODEL_BUCKET_NAME],
+            parameters_path=outputs[DataOutputs.MODEL_PARAMETERS_PATH],
+        )
+    except KeyError as missing:
+        raise MissingStageError(f"stack {stack_name} has no output {missing}; is it up to date?") from None

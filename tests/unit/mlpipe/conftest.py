@@ -1,0 +1,84 @@
+"""moto-backed account with a registry location like the data stack's, and model archives."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mlpipe.stage import RegistryLocation
+from shared.outputs import DataOutputs
+
+BUCKET = "ml-pipeline-models-local-us-east-1-123456789012"
+PATH = "/ml-pipeline/local/models"
+
+
+@pytest.fixture
+def aws(monkeypatch) -> Iterator[boto3.session.Session]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield boto3.session.Session(region_name="us-east-1")
+
+
+@pytest.fixture
+def data_stack(aws) -> RegistryLocation:
+    """The parts of ml-pipeline-data-local the registry uses: a versioned bucket and the outputs."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    template = {
+        "Resources": {
+            "Active": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": f"{PATH}/active-version", "Type": "String", "Value": "v1"},
+            }
+        },
+        "Outputs": {
+            DataOutputs.MODEL_BUCKET_NAME: {"Value": BUCKET},
+            DataOutputs.MODEL_PARAMETERS_PATH: {"Value": PATH},
+        },
+    }
+    aws.client("cloudformation").create_stack(
+        StackName="ml-pipeline-data-local", TemplateBody=json.dumps(template)
+    )
+    return RegistryLocation(stage="local", model_bucket=BUCKET, parameters_path=PATH)
+
+
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def make_artifact(tmp_path) -> Callable[..., Path]:
+    """make_artifact(name, accuracy=..., drop=(...)) -> a model.tar.gz with the trained layout."""
+
+    def make(name: str = "model", *, accuracy: float = 0.95, drop: tuple[str, ...] = ()) -> Path:
+        members = {
+            "model.joblib": f"weights of {name}".encode(),
+            "schema.json": json.dumps({"features": [{"name": "x", "type": "number"}]}).encode(),
+            "metrics.json": json.dumps(
+                {"accuracy": accuracy, "algorithm": name, "confusion": [[1, 0], [0, 1]]}
+            ).encode(),
+            "baseline.json": json.dumps({"x": {"mean": 0.0, "std": 1.0}}).encode(),
+            "code/inference.py": b"def model_fn(model_dir):\n    return model_dir\n",
+        }
+        for member in drop:
+            members.pop(member)
+        return _archive(tmp_path / f"{name}.tar.gz", members)
+
+    return make
