@@ -2,6 +2,8 @@
 
     mlpipe [--stage local] [--json] models register PATH --version v2
     mlpipe models list | show v2 | history [--limit 20]
+    mlpipe models deploy v2 --variant ModelB --weight 0.2
+    mlpipe models weights A=0.5 B=0.5 | promote | rollback | status | unlock
 
 The stage's resources are read from its stacks' outputs. Credentials and region come from the
 usual AWS settings; ``AWS_ENDPOINT_URL`` points boto3 at the local stage's emulated account.
@@ -25,8 +27,11 @@ from pydantic import BaseModel
 
 from mlpipe.artifact import read_artifact
 from mlpipe.errors import FAILURE_EXIT, MlpipeError
+from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import registry_location
+from mlpipe.stage import endpoint_outputs, registry_location
+from mlpipe.state import CHALLENGER, VARIANTS, DesiredState, VerifiedState, parse_weights
+from shared.outputs import InferenceOutputs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
         "--stage", default=os.environ.get("MLPIPE_STAGE", "local"), help="environment (default: local)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=30.0,
+        help="how often to check an updating endpoint (default 30)",
+    )
+    parser.add_argument(
+        "--timeout-seconds",
+        type=float,
+        default=3600.0,
+        help="give up waiting for the endpoint after this long",
+    )
     groups = parser.add_subparsers(dest="group", required=True)
     models = groups.add_parser("models", help="register and inspect model versions")
     commands = models.add_subparsers(dest="command", required=True)
@@ -46,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("version")
     history = commands.add_parser("history", help="registry events, oldest first")
     history.add_argument("--limit", type=int, default=20)
+    deploy = commands.add_parser("deploy", help="serve a version on a variant, then verify the endpoint")
+    deploy.add_argument("version")
+    deploy.add_argument("--variant", choices=list(VARIANTS), default=CHALLENGER)
+    deploy.add_argument("--weight", type=float, help="that variant's share of traffic (0..1)")
+    weights = commands.add_parser("weights", help="split traffic, e.g. A=0.5 B=0.5")
+    weights.add_argument("pairs", nargs="+")
+    commands.add_parser("promote", help="the challenger (ModelB) becomes the champion (ModelA)")
+    commands.add_parser("rollback", help="go back to the previous verified state")
+    commands.add_parser("status", help="desired vs verified state and the last request")
+    commands.add_parser("unlock", help="release a deploy lock left by a deployment that died")
     return parser
 
 
@@ -56,10 +83,79 @@ def _actor(session: boto3.session.Session) -> str:
         return os.environ.get("USER", "unknown")
 
 
+def _lifecycle(
+    args: argparse.Namespace, session: boto3.session.Session, registry: ModelRegistry
+) -> Lifecycle:
+    outputs = endpoint_outputs(session.client("cloudformation"), args.stage)
+    target = EndpointTarget(
+        endpoint_name=outputs[InferenceOutputs.ENDPOINT_NAME],
+        execution_role_arn=outputs[InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN],
+        image_uri=outputs[InferenceOutputs.INFERENCE_IMAGE_URI],
+    )
+    return Lifecycle(
+        location=registry.location,
+        target=target,
+        registry=registry,
+        ssm=session.client("ssm"),
+        sagemaker=session.client("sagemaker"),
+        s3=session.client("s3"),
+        actor=_actor(session),
+        poll_seconds=args.poll_seconds,
+        timeout_seconds=args.timeout_seconds,
+    )
+
+
+def _describe(state: VerifiedState | DesiredState | None) -> str:
+    if state is None:
+        return "none"
+    if isinstance(state, DesiredState):
+        variants = {k: (v.version, v.weight) for k, v in state.variants().items()}
+    else:
+        variants = {k: (v.version, v.weight) for k, v in state.variants.items()}
+    return ", ".join(f"{name}={version}@{weight:g}" for name, (version, weight) in variants.items())
+
+
+def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    if args.command == "status":
+        desired, verified, last = lifecycle.desired(), lifecycle.verified(), lifecycle.last_request()
+        in_sync = verified is not None and verified.as_desired() == desired
+        request = "none" if last is None else f"{last.status} {last.at} {last.reason}".rstrip()
+        text = (
+            f"desired:  {_describe(desired)}\nverified: {_describe(verified)}"
+            f"{'' if in_sync else '  (differs from desired)'}\nlast request: {request}"
+        )
+        data = {
+            "desired": desired.model_dump(),
+            "verified": verified.model_dump() if verified else None,
+            "in_sync": in_sync,
+            "last_request": last.model_dump() if last else None,
+        }
+        return text, data
+    if args.command == "unlock":
+        released = lifecycle.release_lock()
+        return ("lock released" if released else "no lock was held"), {"released": released}
+    if args.command == "rollback":
+        rolled_from, rolled_to = lifecycle.rollback()
+        return f"rolled back: {_describe(rolled_from)} -> {_describe(rolled_to)}", {
+            "from": rolled_from.model_dump(),
+            "to": rolled_to.model_dump(),
+        }
+    before = lifecycle.verified()
+    if args.command == "deploy":
+        verified = lifecycle.deploy(args.version, variant=args.variant, weight=args.weight)
+    elif args.command == "weights":
+        verified = lifecycle.weights(parse_weights(args.pairs))
+    else:
+        verified = lifecycle.promote()
+    return f"verified: {_describe(before)} -> {_describe(verified)}", verified.model_dump()
+
+
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
     location = registry_location(session.client("cloudformation"), args.stage)
     registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
+    if args.command in {"deploy", "weights", "promote", "rollback", "status", "unlock"}:
+        return _lifecycle_command(args, _lifecycle(args, session, registry))
     if args.command == "register":
         record, created = registry.register(read_artifact(args.path), args.version, actor=_actor(session))
         verb = "registered" if created else "already registered (same sha256), nothing changed:"

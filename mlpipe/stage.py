@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from mlpipe.errors import MissingStageError
 from shared.config import ENVIRONMENTS
-from shared.outputs import DataOutputs
+from shared.outputs import DataOutputs, InferenceOutputs
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,25 @@ class RegistryLocation:
     @property
     def active_version_parameter(self) -> str:
         return f"{self.parameters_path}/active-version"
+
+    # desired state: what operators asked for (the seed's "rollback by updating the parameter")
+    @property
+    def traffic_parameter(self) -> str:
+        """JSON: the challenger version and its share of traffic (ModelB)."""
+        return f"{self.parameters_path}/traffic"
+
+    # status: what the endpoint was last verified to run, the outcome of the last request, the lock
+    @property
+    def verified_parameter(self) -> str:
+        return f"{self.parameters_path}/verified"
+
+    @property
+    def last_request_parameter(self) -> str:
+        return f"{self.parameters_path}/last-request"
+
+    @property
+    def lock_parameter(self) -> str:
+        return f"{self.parameters_path}/deploy-lock"
 
     def artifact_key(self, version: str) -> str:
         return f"models/{version}/model.tar.gz"
@@ -70,3 +89,20 @@ def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
         )
     except KeyError as missing:
         raise MissingStageError(f"stack {stack_name} has no output {missing}; is it up to date?") from None
+
+
+def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
+    """The inference stack's endpoint outputs (``ml-pipeline-inference-{stage}``)."""
+    if stage not in ENVIRONMENTS:
+        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
+    stack_name = ENVIRONMENTS[stage].stack_name("inference")
+    outputs = stack_outputs(cloudformation, stack_name)
+    keys = (
+        InferenceOutputs.ENDPOINT_NAME,
+        InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN,
+        InferenceOutputs.INFERENCE_IMAGE_URI,
+    )
+    missing = [key for key in keys if key not in outputs]
+    if missing:
+        raise MissingStageError(f"stack {stack_name} has no output {', '.join(missing)}; is it up to date?")
+    return {key: outputs[key] for key in keys}

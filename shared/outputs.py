@@ -29,3 +29,11 @@ class DataOutputs:
     PREDICTIONS_BY_MODEL_VERSION_INDEX: Final = "PredictionsByModelVersionIndex"
     ACTIVE_VERSION_PARAMETER: Final = "ActiveModelVersionParameter"
     MODEL_PARAMETERS_PATH: Final = "ModelParametersPath"
+
+
+class InferenceOutputs:
+    """Outputs of the inference stack that ``mlpipe`` reconciles against (see the inference issue)."""
+
+    ENDPOINT_NAME: Final = "EndpointName"
+    SAGEMAKER_EXECUTION_ROLE_ARN: Final = "SageMakerExecutionRoleArn"
+    INFERENCE_IMAGE_URI: Final = "InferenceImageUri"

@@ -6,17 +6,25 @@ import io
 import json
 import tarfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from local.emulator import sagemaker as sagemaker_ext
+from mlpipe.artifact import read_artifact
+from mlpipe.registry import ModelRegistry
 from mlpipe.stage import RegistryLocation
 from shared.outputs import DataOutputs
 
 BUCKET = "ml-pipeline-models-local-us-east-1-123456789012"
 PATH = "/ml-pipeline/local/models"
+ENDPOINT = "ml-pipeline-endpoint-local-us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/ml-pipeline-sagemaker-local"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
+VPC = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a", "subnet-0b"]}
 
 
 @pytest.fixture
@@ -82,3 +90,51 @@ def make_artifact(tmp_path) -> Callable[..., Path]:
         return _archive(tmp_path / f"{name}.tar.gz", members)
 
     return make
+
+
+@pytest.fixture
+def emulator():
+    sagemaker_ext.install()
+    sagemaker_ext.reset()
+    yield sagemaker_ext
+    sagemaker_ext.reset()
+
+
+@pytest.fixture
+def stage(aws, data_stack, make_artifact, emulator):
+    """v1 and v2 registered; the endpoint as the inference stack creates it (v1 on both variants)."""
+    registry = ModelRegistry(location=data_stack, s3=aws.client("s3"), ssm=aws.client("ssm"))
+    registered = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+    registry.register(read_artifact(make_artifact("logreg", accuracy=0.95)), "v1", actor="ci", now=registered)
+    registry.register(
+        read_artifact(make_artifact("boosting", accuracy=0.96)), "v2", actor="ci", now=registered
+    )
+    sm = aws.client("sagemaker")
+    for name in ("stack-model-a", "stack-model-b"):
+        sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/v1/model.tar.gz"},
+            VpcConfig=VPC,
+        )
+    sm.create_endpoint_config(
+        EndpointConfigName="stack-config",
+        ProductionVariants=[
+            {
+                "VariantName": variant,
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": weight,
+            }
+            for variant, model, weight in (("ModelA", "stack-model-a", 1.0), ("ModelB", "stack-model-b", 0.0))
+        ],
+        DataCaptureConfig={
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": "s3://data/data-capture/",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        },
+    )
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="stack-config")
+    return registry

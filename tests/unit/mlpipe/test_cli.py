@@ -7,6 +7,8 @@ import json
 import pytest
 
 from mlpipe.cli import main
+from shared.outputs import InferenceOutputs
+from tests.unit.mlpipe.conftest import ENDPOINT, IMAGE, PATH, ROLE
 
 
 def test_register_list_show_history_through_the_cli(aws, data_stack, make_artifact, capsys):
@@ -46,3 +48,77 @@ def test_invalid_artifact_exits_2(aws, data_stack, tmp_path, capsys):
     bad.write_bytes(b"nope")
     assert main(["models", "register", str(bad), "--version", "v1"], session=aws) == 2
     assert "not a readable .tar.gz archive" in capsys.readouterr().err
+
+
+@pytest.fixture
+def inference_stack(aws, stage):
+    """The inference stack's outputs mlpipe reads (the endpoint itself comes from the stage fixture)."""
+    template = {
+        "Resources": {
+            "Marker": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/probe/inference", "Type": "String", "Value": "x"},
+            }
+        },
+        "Outputs": {
+            InferenceOutputs.ENDPOINT_NAME: {"Value": ENDPOINT},
+            InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN: {"Value": ROLE},
+            InferenceOutputs.INFERENCE_IMAGE_URI: {"Value": IMAGE},
+        },
+    }
+    aws.client("cloudformation").create_stack(
+        StackName="ml-pipeline-inference-local", TemplateBody=json.dumps(template)
+    )
+
+
+def _run(aws, capsys, *argv):
+    code = main(["--json", "--poll-seconds", "0", *argv], session=aws)
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out or captured.err)
+
+
+def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_stack, capsys):
+    code, deployed = _run(aws, capsys, "models", "deploy", "v2", "--variant", "ModelB", "--weight", "0.2")
+    assert code == 0
+    assert deployed["variants"]["ModelB"]["version"] == "v2"
+    code, _ = _run(aws, capsys, "models", "weights", "A=0.6", "B=0.4")
+    assert code == 0
+    code, status = _run(aws, capsys, "models", "status")
+    assert code == 0
+    assert status["in_sync"] is True
+    assert status["verified"]["variants"]["ModelB"]["weight"] == 0.4
+    assert status["last_request"]["status"] == "succeeded"
+    code, rolled = _run(aws, capsys, "models", "rollback")
+    assert code == 0
+    assert rolled["to"]["variants"]["ModelB"]["weight"] == 0.2
+    code, promoted = _run(aws, capsys, "models", "promote")
+    assert code == 0
+    assert promoted["variants"]["ModelA"]["version"] == "v2"
+    assert main(["models", "status"], session=aws) == 0
+    assert "desired:  ModelA=v2@1, ModelB=v2@0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["models", "weights", "A=0.7", "B=0.2"], "weights must sum to 1"),
+        (["models", "deploy", "v9", "--weight", "0.1"], "v9 is not registered"),
+        (["models", "promote"], "no challenger to promote"),
+    ],
+)
+def test_lifecycle_refusals_exit_2(aws, inference_stack, capsys, argv, message):
+    assert main(argv, session=aws) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_lifecycle_commands_need_the_inference_stack(aws, data_stack, capsys):
+    assert main(["models", "status"], session=aws) == 2
+    assert "stack ml-pipeline-inference-local does not exist" in capsys.readouterr().err
+
+
+def test_a_held_lock_refuses_the_deploy_and_unlock_releases_it(aws, inference_stack, capsys):
+    aws.client("ssm").put_parameter(Name=f"{PATH}/deploy-lock", Value='{"request_id": "x"}', Type="String")
+    assert main(["models", "deploy", "v2", "--weight", "0.1"], session=aws) == 2
+    assert "another deployment holds the lock" in capsys.readouterr().err
+    assert main(["models", "unlock"], session=aws) == 0
+    assert "lock released" in capsys.readouterr().out

@@ -1,0 +1,1 @@
+"""Operations this pipeline calls that moto lacks, added to moto's backends (one module per gap)."""

@@ -1,0 +1,443 @@
+"""Reconcile the SageMaker endpoint to the desired state, verify it, record what it runs.
+
+One code path, two callers: ``mlpipe`` (directly, or by setting the desired state and letting
+the inference layer's deploy function run this) and that deploy function itself.
+
+A reconcile:
+1. takes the deploy lock (a conditional write: a second reconcile fails fast, nothing interleaves);
+2. reads the desired state and checks every version is registered and its artifact unchanged;
+3. if only the weights differ, calls ``UpdateEndpointWeightsAndCapacities``; otherwise creates
+   the SageMaker models it needs and a new endpoint config (same variant names, so the
+   endpoint's deployment guardrails apply) and calls ``UpdateEndpoint`` keeping the deployment
+   configuration;
+4. waits for the endpoint to leave ``Updating`` and **verifies** it runs the new config (or the
+   new weights): a deployment SageMaker rolled back is a failure, not a success;
+5. only then writes the verified state; a failure leaves it as it was and records the reason in
+   ``last-request``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlpipe.errors import ConflictError, MissingStageError, MlpipeError, UsageError
+from mlpipe.registry import ModelRegistry, VersionRecord, check_version
+from mlpipe.stage import RegistryLocation
+from mlpipe.state import (
+    CHALLENGER,
+    CHAMPION,
+    DesiredState,
+    LastRequest,
+    Traffic,
+    VerifiedState,
+    VerifiedVariant,
+)
+
+WEIGHT_TOLERANCE = 1e-6
+MODEL_VERSION_ENV = "MODEL_VERSION"
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    """The inference layer's endpoint and what a new SageMaker model needs (from its outputs)."""
+
+    endpoint_name: str
+    execution_role_arn: str
+    image_uri: str
+
+
+@dataclass
+class Lifecycle:
+    location: RegistryLocation
+    target: EndpointTarget
+    registry: ModelRegistry
+    ssm: Any
+    sagemaker: Any
+    s3: Any
+    actor: str
+    poll_seconds: float = 30.0
+    timeout_seconds: float = 3600.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # called with the new verified state (e.g. flush the API stage cache)
+    on_verified: list[Callable[[VerifiedState], None]] = field(default_factory=list)
+
+    # ----- desired state -----
+    def desired(self) -> DesiredState:
+        champion = self._get(self.location.active_version_parameter)
+        if champion is None:
+            raise MissingStageError(
+                f"{self.location.active_version_parameter} does not exist; deploy the data stack"
+            )
+        traffic = self._get(self.location.traffic_parameter)
+        return DesiredState(
+            champion=champion, traffic=Traffic.model_validate_json(traffic) if traffic else Traffic()
+        )
+
+    def set_desired(self, desired: DesiredState) -> None:
+        """Record what operators ask for (the event-driven path reconciles on this change)."""
+        for version in {v.version for v in desired.variants().values()}:
+            self.registry.get(version)  # unknown versions are refused before anything changes
+        self.ssm.put_parameter(
+            Name=self.location.traffic_parameter,
+            Value=desired.traffic.model_dump_json(),
+            Type="String",
+            Overwrite=True,
+        )
+        self.ssm.put_parameter(
+            Name=self.location.active_version_parameter, Value=desired.champion, Type="String", Overwrite=True
+        )
+
+    # ----- status -----
+    def verified(self) -> VerifiedState | None:
+        value = self._get(self.location.verified_parameter)
+        return VerifiedState.model_validate_json(value) if value else None
+
+    def verified_history(self) -> list[VerifiedState]:
+        """Every verified state, oldest first (Parameter Store keeps the parameter's versions)."""
+        states: list[VerifiedState] = []
+        paginator = self.ssm.get_paginator("get_parameter_history")
+        try:
+            for page in paginator.paginate(Name=self.location.verified_parameter):
+                states += [VerifiedState.model_validate_json(p["Value"]) for p in page["Parameters"]]
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ParameterNotFound":
+                return []
+            raise
+        return states
+
+    def last_request(self) -> LastRequest | None:
+        value = self._get(self.location.last_request_parameter)
+        return LastRequest.model_validate_json(value) if value else None
+
+    # ----- operator commands -----
+    def deploy(self, version: str, *, variant: str, weight: float | None) -> VerifiedState:
+        """Serve ``version`` on ``variant``; ``weight`` is that variant's share of traffic."""
+        check_version(version)
+        self.registry.get(version)
+        current = self.desired()
+        if variant == CHALLENGER:
+            share = current.traffic.challenger_weight if weight is None else weight
+            desired = DesiredState(
+                champion=current.champion, traffic=Traffic(challenger=version, challenger_weight=share)
+            )
+        elif variant == CHAMPION:
+            traffic = current.traffic
+            if weight is not None:
+                if traffic.challenger is None and weight != 1.0:
+                    raise UsageError(
+                        "ModelA serves all traffic while there is no challenger; deploy one first"
+                    )
+                traffic = Traffic(challenger=traffic.challenger, challenger_weight=round(1.0 - weight, 6))
+            desired = DesiredState(champion=version, traffic=traffic)
+        else:
+            raise UsageError(f"variant must be {CHAMPION} or {CHALLENGER}, got {variant!r}")
+        return self.apply(desired)
+
+    def weights(self, weights: dict[str, float]) -> VerifiedState:
+        current = self.desired()
+        if current.traffic.challenger is None and weights[CHALLENGER] > 0:
+            raise UsageError(
+                "there is no challenger on ModelB; `mlpipe models deploy VERSION --variant ModelB` first"
+            )
+        traffic = Traffic(challenger=current.traffic.challenger, challenger_weight=weights[CHALLENGER])
+        return self.apply(DesiredState(champion=current.champion, traffic=traffic))
+
+    def promote(self) -> VerifiedState:
+        current = self.desired()
+        if current.traffic.challenger is None:
+            raise UsageError("there is no challenger to promote")
+        return self.apply(DesiredState(champion=current.traffic.challenger))
+
+    def rollback(self) -> tuple[VerifiedState, VerifiedState]:
+        """Desired state := the verified state before the current one. Returns (from, to)."""
+        history = self.verified_history()
+        if not history:
+            raise UsageError("nothing has been verified yet, so there is nothing to roll back to")
+        current = history[-1]
+        previous = next(
+            (s for s in reversed(history[:-1]) if s.as_desired() != current.as_desired()),
+            None,
+        )
+        if previous is None:
+            raise UsageError("there is no earlier verified state that differs from the current one")
+        return current, self.apply(previous.as_desired())
+
+    def apply(self, desired: DesiredState) -> VerifiedState:
+        """Set the desired state and reconcile to it now (the direct path)."""
+        self.set_desired(desired)
+        return self.reconcile()
+
+    # ----- the reconcile -----
+    def reconcile(self) -> VerifiedState:
+        request_id = uuid.uuid4().hex[:12]
+        with self._lock(request_id):
+            desired = self.desired()
+            self._record_request(request_id, "in-progress", desired)
+            try:
+                records = {name: self.registry.get(t.version) for name, t in desired.variants().items()}
+                verified = self._converge(desired, records, request_id)
+            except MlpipeError as err:
+                self._record_request(request_id, "failed", desired, reason=str(err))
+                raise
+            except ClientError as err:
+                reason = f"AWS call failed: {err}"
+                self._record_request(request_id, "failed", desired, reason=reason)
+                raise MlpipeError(f"{reason}; the verified state is unchanged") from err
+            self.ssm.put_parameter(
+                Name=self.location.verified_parameter,
+                Value=verified.model_dump_json(),
+                Type="String",
+                Overwrite=True,
+            )
+            self._record_request(request_id, "succeeded", desired)
+            self.registry.record_event(
+                "deployed",
+                desired.champion,
+                actor=self.actor,
+                at=verified.verified_at,
+                detail={
+                    "request": request_id,
+                    "variants": {k: v.model_dump() for k, v in verified.variants.items()},
+                },
+            )
+        for hook in self.on_verified:
+            hook(verified)
+        return verified
+
+    def _converge(
+        self, desired: DesiredState, records: dict[str, VersionRecord], request_id: str
+    ) -> VerifiedState:
+        name = self.target.endpoint_name
+        endpoint = self._describe_endpoint()
+        if endpoint["EndpointStatus"] != "InService":
+            raise MlpipeError(f"endpoint {name} is {endpoint['EndpointStatus']}; wait until it is InService")
+        config = self.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        current_models = {v["VariantName"]: v["ModelName"] for v in config["ProductionVariants"]}
+        if set(current_models) != {CHAMPION, CHALLENGER}:
+            raise MlpipeError(
+                f"endpoint {name} must have variants {CHAMPION} and {CHALLENGER}, "
+                f"has {sorted(current_models)}"
+            )
+        template_model = self.sagemaker.describe_model(ModelName=current_models[CHAMPION])
+        wanted = desired.variants()
+        models = {variant: self._ensure_model(records[variant], template_model) for variant in wanted}
+        if models == current_models:
+            self.sagemaker.update_endpoint_weights_and_capacities(
+                EndpointName=name,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": variant, "DesiredWeight": target.weight}
+                    for variant, target in wanted.items()
+                ],
+            )
+            endpoint = self._wait()
+            self._check_weights(endpoint, wanted)
+        else:
+            new_config = self._create_endpoint_config(config, endpoint, models, wanted, request_id)
+            self.sagemaker.update_endpoint(
+                EndpointName=name, EndpointConfigName=new_config, RetainDeploymentConfig=True
+            )
+            endpoint = self._wait()
+            if endpoint["EndpointStatus"] != "InService":
+                raise MlpipeError(
+                    f"endpoint {name} ended {endpoint['EndpointStatus']}: "
+                    f"{endpoint.get('FailureReason', 'no reason given')}; the verified state is unchanged"
+                )
+            if endpoint["EndpointConfigName"] != new_config:
+                raise MlpipeError(
+                    f"SageMaker rolled the deployment of {new_config} back; the endpoint still runs "
+                    f"{endpoint['EndpointConfigName']} ({endpoint.get('FailureReason', 'no reason given')}). "
+                    "The verified state is unchanged; look at the variant alarms, fix, and deploy again"
+                )
+            self._check_weights(endpoint, wanted)
+        variants = {
+            variant: VerifiedVariant(
+                version=wanted[variant].version, weight=wanted[variant].weight, model_name=models[variant]
+            )
+            for variant in wanted
+        }
+        return VerifiedState(
+            variants=variants,
+            endpoint_config=endpoint["EndpointConfigName"],
+            verified_at=self.clock().isoformat(timespec="seconds"),
+            request_id=request_id,
+        )
+
+    def _ensure_model(self, record: VersionRecord, template: dict[str, Any]) -> str:
+        """The SageMaker model of ``record`` (created once; named by version and checksum)."""
+        bucket, key = record.artifact_uri.removeprefix("s3://").split("/", 1)
+        head = self.s3.head_object(Bucket=bucket, Key=key)
+        if head.get("VersionId") != record.artifact_version_id:
+            raise ConflictError(
+                f"{record.artifact_uri} was overwritten outside mlpipe (current object version "
+                f"{head.get('VersionId')}, registered {record.artifact_version_id}); refusing to deploy "
+                f"{record.version}. Restore the registered object version or register a new version"
+            )
+        name = f"{self.target.endpoint_name}-{record.version}-{record.sha256[:8]}"[-63:].lstrip("-")
+        try:
+            self.sagemaker.describe_model(ModelName=name)
+            return name
+        except ClientError as err:
+            if (
+                "Could not find model" not in str(err)
+                and err.response["Error"]["Code"] != "ValidationException"
+            ):
+                raise
+        container = {
+            "Image": self.target.image_uri,
+            "ModelDataUrl": record.artifact_uri,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                MODEL_VERSION_ENV: record.version,
+            },
+        }
+        kwargs: dict[str, Any] = {
+            "ModelName": name,
+            "ExecutionRoleArn": self.target.execution_role_arn,
+            "PrimaryContainer": container,
+            "Tags": [
+                {"Key": "ModelVersion", "Value": record.version},
+                {"Key": "ArtifactSha256", "Value": record.sha256},
+            ],
+        }
+        # the new model runs where the stack's model runs: same VPC placement and isolation
+        if template.get("VpcConfig"):
+            kwargs["VpcConfig"] = template["VpcConfig"]
+        if template.get("EnableNetworkIsolation") is not None:
+            kwargs["EnableNetworkIsolation"] = template["EnableNetworkIsolation"]
+        self.sagemaker.create_model(**kwargs)
+        return name
+
+    def _create_endpoint_config(
+        self,
+        current: dict[str, Any],
+        endpoint: dict[str, Any],
+        models: dict[str, str],
+        wanted: dict[str, Any],
+        request_id: str,
+    ) -> str:
+        """A copy of the current config with new models and weights; instance counts as they are now."""
+        counts = {
+            v["VariantName"]: v.get("CurrentInstanceCount") for v in endpoint.get("ProductionVariants", [])
+        }
+        variants = []
+        for variant in current["ProductionVariants"]:
+            name = variant["VariantName"]
+            copy = {k: v for k, v in variant.items() if k not in {"ModelName", "InitialVariantWeight"}}
+            copy["ModelName"] = models[name]
+            copy["InitialVariantWeight"] = wanted[name].weight
+            if counts.get(name):
+                copy["InitialInstanceCount"] = counts[name]
+            variants.append(copy)
+        stamp = self.clock().strftime("%Y%m%d%H%M%S")
+        config_name = f"{self.target.endpoint_name}-{stamp}-{request_id[:6]}"[-63:].lstrip("-")
+        kwargs: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": variants}
+        for optional in ("DataCaptureConfig", "KmsKeyId", "AsyncInferenceConfig"):
+            if current.get(optional):
+                kwargs[optional] = current[optional]
+        self.sagemaker.create_endpoint_config(**kwargs)
+        return config_name
+
+    def _describe_endpoint(self) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = self.sagemaker.describe_endpoint(EndpointName=self.target.endpoint_name)
+        except ClientError as err:
+            if "Could not find endpoint" in str(err):
+                raise MissingStageError(
+                    f"endpoint {self.target.endpoint_name} does not exist; deploy the inference stack first"
+                ) from None
+            raise
+        return result
+
+    def _wait(self) -> dict[str, Any]:
+        waited = 0.0
+        while True:
+            endpoint = self._describe_endpoint()
+            if endpoint["EndpointStatus"] not in {"Updating", "Creating", "SystemUpdating", "RollingBack"}:
+                return endpoint
+            if waited >= self.timeout_seconds:
+                raise MlpipeError(
+                    f"endpoint {self.target.endpoint_name} is still {endpoint['EndpointStatus']} after "
+                    f"{waited:.0f}s; the verified state is unchanged. Check `mlpipe models status` later"
+                )
+            self.sleep(self.poll_seconds)
+            waited += self.poll_seconds
+
+    def _check_weights(self, endpoint: dict[str, Any], wanted: dict[str, Any]) -> None:
+        current = {v["VariantName"]: v.get("CurrentWeight") for v in endpoint.get("ProductionVariants", [])}
+        for variant, target in wanted.items():
+            weight = current.get(variant)
+            if weight is None or abs(float(weight) - target.weight) > WEIGHT_TOLERANCE:
+                raise MlpipeError(
+                    f"endpoint {self.target.endpoint_name} serves {variant} at weight {weight}, expected "
+                    f"{target.weight}; the verified state is unchanged"
+                )
+
+    # ----- Parameter Store helpers -----
+    def _get(self, name: str) -> str | None:
+        try:
+            return str(self.ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ParameterNotFound":
+                return None
+            raise
+
+    def _record_request(self, request_id: str, status: str, desired: DesiredState, reason: str = "") -> None:
+        request = LastRequest.model_validate(
+            {
+                "request_id": request_id,
+                "status": status,
+                "reason": reason,
+                "at": self.clock().isoformat(timespec="seconds"),
+                "actor": self.actor,
+                "desired": desired.model_dump(),
+            }
+        )
+        self.ssm.put_parameter(
+            Name=self.location.last_request_parameter,
+            Value=request.model_dump_json(),
+            Type="String",
+            Overwrite=True,
+        )
+
+    @contextmanager
+    def _lock(self, request_id: str) -> Iterator[None]:
+        holder = json.dumps(
+            {"request_id": request_id, "actor": self.actor, "since": self.clock().isoformat()}
+        )
+        try:
+            self.ssm.put_parameter(
+                Name=self.location.lock_parameter, Value=holder, Type="String", Overwrite=False
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ParameterAlreadyExists":
+                raise
+            current = self._get(self.location.lock_parameter) or "{}"
+            raise ConflictError(
+                f"another deployment holds the lock ({current}); wait for it to finish. If it died, "
+                "check the endpoint with `mlpipe models status` and release it with `mlpipe models unlock`"
+            ) from None
+        try:
+            yield
+        finally:
+            self.release_lock(request_id)
+
+    def release_lock(self, request_id: str | None = None) -> bool:
+        """Delete the lock (only ours, unless ``request_id`` is None: the operator's forced unlock)."""
+        current = self._get(self.location.lock_parameter)
+        if current is None:
+            return False
+        if request_id is not None and json.loads(current).get("request_id") != request_id:
+            return False
+        self.ssm.delete_parameter(Name=self.location.lock_parameter)
+        return True

@@ -1,0 +1,220 @@
+"""Reconciling the endpoint: deploy, weights, promote, rollback, and every refusal.
+
+moto has no SageMaker UpdateEndpoint; the local stage's emulator extension adds it (and can make
+a deployment roll back the way SageMaker's guardrails do), so these tests run the real calls.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mlpipe.errors import ConflictError, MissingStageError, MlpipeError, UnknownVersionError, UsageError
+from mlpipe.lifecycle import EndpointTarget, Lifecycle
+from mlpipe.state import DesiredState, Traffic, parse_weights
+from tests.unit.mlpipe.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE, VPC
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def lifecycle(aws, data_stack, stage):
+    return Lifecycle(
+        location=data_stack,
+        target=EndpointTarget(endpoint_name=ENDPOINT, execution_role_arn=ROLE, image_uri=IMAGE),
+        registry=stage,
+        ssm=aws.client("ssm"),
+        sagemaker=aws.client("sagemaker"),
+        s3=aws.client("s3"),
+        actor="alice",
+        poll_seconds=0.0,
+        sleep=lambda _: None,
+        clock=Clock(),
+    )
+
+
+def _endpoint(aws):
+    sm = aws.client("sagemaker")
+    endpoint = sm.describe_endpoint(EndpointName=ENDPOINT)
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in endpoint["ProductionVariants"]}
+    versions = {
+        v["VariantName"]: sm.describe_model(ModelName=v["ModelName"])["PrimaryContainer"][
+            "ModelDataUrl"
+        ].split("/")[-2]
+        for v in config["ProductionVariants"]
+    }
+    return endpoint, config, weights, versions
+
+
+def _params(aws):
+    ssm = aws.client("ssm")
+    return {
+        name.rsplit("/", 1)[-1]: ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        for name in (f"{PATH}/active-version", f"{PATH}/traffic", f"{PATH}/verified", f"{PATH}/last-request")
+    }
+
+
+def test_deploy_a_challenger_creates_a_model_and_config_and_verifies_it(aws, lifecycle):
+    verified = lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    endpoint, config, weights, versions = _endpoint(aws)
+    assert versions == {"ModelA": "v1", "ModelB": "v2"}
+    assert weights == {"ModelA": 0.8, "ModelB": 0.2}
+    assert endpoint["EndpointConfigName"] == verified.endpoint_config != "stack-config"
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == "s3://data/data-capture/"  # carried over
+    model = aws.client("sagemaker").describe_model(ModelName=verified.variants["ModelB"].model_name)
+    assert model["VpcConfig"] == VPC  # placed where the stack's model runs
+    assert model["PrimaryContainer"]["Environment"]["MODEL_VERSION"] == "v2"
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    params = _params(aws)
+    assert params["active-version"] == "v1"
+    assert json.loads(params["traffic"]) == {"challenger": "v2", "challenger_weight": 0.2}
+    assert json.loads(params["verified"]) == verified.model_dump()
+    assert json.loads(params["last-request"])["status"] == "succeeded"
+    assert [e.event for e in lifecycle.registry.history()][-1] == "deployed"
+    assert lifecycle.release_lock() is False, "the lock is released after the deploy"
+
+
+def test_weights_only_change_updates_weights_without_a_new_config(aws, lifecycle):
+    first = lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    configs_before = len(aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"])
+    verified = lifecycle.weights(parse_weights(["A=0.5", "B=0.5"]))
+    _, _, weights, versions = _endpoint(aws)
+    assert weights == {"ModelA": 0.5, "ModelB": 0.5}
+    assert versions == {"ModelA": "v1", "ModelB": "v2"}
+    assert verified.endpoint_config == first.endpoint_config
+    assert len(aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"]) == configs_before
+
+
+def test_promote_then_rollback_returns_to_the_previous_verified_state(aws, lifecycle):
+    lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    promoted = lifecycle.promote()
+    assert {k: (v.version, v.weight) for k, v in promoted.variants.items()} == {
+        "ModelA": ("v2", 1.0),
+        "ModelB": ("v2", 0.0),
+    }
+    assert _params(aws)["active-version"] == "v2"
+    before, after = lifecycle.rollback()
+    assert before == promoted
+    assert {k: (v.version, v.weight) for k, v in after.variants.items()} == {
+        "ModelA": ("v1", 0.8),
+        "ModelB": ("v2", 0.2),
+    }
+    _, _, weights, versions = _endpoint(aws)
+    assert versions == {"ModelA": "v1", "ModelB": "v2"}
+    assert weights == {"ModelA": 0.8, "ModelB": 0.2}
+    assert _params(aws)["active-version"] == "v1"
+
+
+def test_a_deployment_sagemaker_rolls_back_is_a_failure_and_changes_no_verified_state(
+    aws, lifecycle, emulator
+):
+    good = lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    emulator.schedule_rollback(
+        ENDPOINT, "CloudWatch alarm ModelB-5xx went into ALARM", account_id="123456789012", region="us-east-1"
+    )
+    with pytest.raises(MlpipeError, match=r"rolled the deployment .* back.*ModelB-5xx") as failed:
+        lifecycle.promote()
+    assert failed.value.exit_code == 1
+    assert lifecycle.verified() == good
+    last = lifecycle.last_request()
+    assert last is not None
+    assert last.status == "failed"
+    assert "ModelB-5xx" in last.reason
+    _, _, _, versions = _endpoint(aws)
+    assert versions == {"ModelA": "v1", "ModelB": "v2"}
+    assert lifecycle.release_lock() is False
+
+
+def test_a_second_deploy_while_one_holds_the_lock_is_refused(aws, lifecycle):
+    aws.client("ssm").put_parameter(
+        Name=f"{PATH}/deploy-lock", Value=json.dumps({"request_id": "other", "actor": "bob"}), Type="String"
+    )
+    with pytest.raises(ConflictError, match=r"another deployment holds the lock.*bob"):
+        lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    _, _, _, versions = _endpoint(aws)
+    assert versions == {"ModelA": "v1", "ModelB": "v1"}
+    assert lifecycle.verified() is None
+    assert lifecycle.release_lock("not-mine") is False
+    assert lifecycle.release_lock() is True  # the operator's forced unlock
+
+
+def test_unknown_version_changes_nothing(aws, lifecycle):
+    with pytest.raises(UnknownVersionError, match="v9 is not registered"):
+        lifecycle.deploy("v9", variant="ModelB", weight=0.2)
+    with pytest.raises(UnknownVersionError):
+        lifecycle.set_desired(DesiredState(champion="v9"))
+    ssm = aws.client("ssm")
+    assert ssm.get_parameter(Name=f"{PATH}/active-version")["Parameter"]["Value"] == "v1"
+    assert (
+        "Parameters" not in ssm.get_parameters(Names=[f"{PATH}/traffic"])
+        or not ssm.get_parameters(Names=[f"{PATH}/traffic"])["Parameters"]
+    )
+
+
+def test_an_artifact_overwritten_outside_mlpipe_is_not_deployed(aws, lifecycle):
+    aws.client("s3").put_object(Bucket=BUCKET, Key="models/v2/model.tar.gz", Body=b"tampered")
+    with pytest.raises(ConflictError, match="was overwritten outside mlpipe"):
+        lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    assert lifecycle.verified() is None
+    last = lifecycle.last_request()
+    assert last is not None
+    assert last.status == "failed"
+
+
+def test_missing_endpoint_is_a_missing_stage(aws, lifecycle):
+    aws.client("sagemaker").delete_endpoint(EndpointName=ENDPOINT)
+    with pytest.raises(MissingStageError, match="deploy the inference stack first"):
+        lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+
+
+def test_an_endpoint_still_updating_after_the_timeout_leaves_verified_state_alone(aws, lifecycle):
+    lifecycle.timeout_seconds = 0.0
+    with pytest.raises(MlpipeError, match="still Updating after 0s"):
+        lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    assert lifecycle.verified() is None
+
+
+def test_refusals_of_meaningless_requests(lifecycle):
+    with pytest.raises(UsageError, match="no challenger to promote"):
+        lifecycle.promote()
+    with pytest.raises(UsageError, match="no challenger on ModelB"):
+        lifecycle.weights(parse_weights(["A=0.5", "B=0.5"]))
+    with pytest.raises(UsageError, match="nothing has been verified yet"):
+        lifecycle.rollback()
+    with pytest.raises(UsageError, match="variant must be ModelA or ModelB"):
+        lifecycle.deploy("v2", variant="ModelC", weight=0.5)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["A=0.7", "B=0.2"], r"weights must sum to 1, got 0\.9"),
+        (["A=0.5"], "give a weight for both variants"),
+        (["C=0.5", "B=0.5"], "must look like A=0.8"),
+        (["A=half", "B=0.5"], "is not a number"),
+        (["A=1.5", "B=-0.5"], "between 0 and 1"),
+        (["A=0.5", "ModelA=0.5"], "given twice"),
+    ],
+)
+def test_invalid_weights_are_refused(pairs, message):
+    with pytest.raises(UsageError, match=message):
+        parse_weights(pairs)
+
+
+def test_valid_weights_accept_variant_names_and_letters():
+    assert parse_weights(["modela=0.25", "B=0.75"]) == {"ModelA": 0.25, "ModelB": 0.75}
+
+
+def test_traffic_without_challenger_cannot_send_it_traffic():
+    with pytest.raises(ValueError, match="needs a challenger version"):
+        Traffic(challenger_weight=0.3)
