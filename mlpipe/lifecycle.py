@@ -73,12 +73,12 @@ class Lifecycle:
 
     # ----- desired state -----
     def desired(self) -> DesiredState:
-        champion = self._get(self.location.active_version_parameter)
+        champion = self._get(self.location.parameters.active_version)
         if champion is None:
             raise MissingStageError(
-                f"{self.location.active_version_parameter} does not exist; deploy the data stack"
+                f"{self.location.parameters.active_version} does not exist; deploy the data stack"
             )
-        traffic = self._get(self.location.traffic_parameter)
+        traffic = self._get(self.location.parameters.traffic)
         return DesiredState(
             champion=champion, traffic=Traffic.model_validate_json(traffic) if traffic else Traffic()
         )
@@ -88,18 +88,21 @@ class Lifecycle:
         for version in {v.version for v in desired.variants().values()}:
             self.registry.get(version)  # unknown versions are refused before anything changes
         self.ssm.put_parameter(
-            Name=self.location.traffic_parameter,
+            Name=self.location.parameters.traffic,
             Value=desired.traffic.model_dump_json(),
             Type="String",
             Overwrite=True,
         )
         self.ssm.put_parameter(
-            Name=self.location.active_version_parameter, Value=desired.champion, Type="String", Overwrite=True
+            Name=self.location.parameters.active_version,
+            Value=desired.champion,
+            Type="String",
+            Overwrite=True,
         )
 
     # ----- status -----
     def verified(self) -> VerifiedState | None:
-        value = self._get(self.location.verified_parameter)
+        value = self._get(self.location.parameters.verified)
         return VerifiedState.model_validate_json(value) if value else None
 
     def verified_history(self) -> list[VerifiedState]:
@@ -107,7 +110,7 @@ class Lifecycle:
         states: list[VerifiedState] = []
         paginator = self.ssm.get_paginator("get_parameter_history")
         try:
-            for page in paginator.paginate(Name=self.location.verified_parameter):
+            for page in paginator.paginate(Name=self.location.parameters.verified):
                 states += [VerifiedState.model_validate_json(p["Value"]) for p in page["Parameters"]]
         except ClientError as err:
             if err.response["Error"]["Code"] == "ParameterNotFound":
@@ -116,7 +119,7 @@ class Lifecycle:
         return states
 
     def last_request(self) -> LastRequest | None:
-        value = self._get(self.location.last_request_parameter)
+        value = self._get(self.location.parameters.last_request)
         return LastRequest.model_validate_json(value) if value else None
 
     # ----- operator commands -----
@@ -194,7 +197,7 @@ class Lifecycle:
                 self._record_request(request_id, "failed", desired, reason=reason)
                 raise MlpipeError(f"{reason}; the verified state is unchanged") from err
             self.ssm.put_parameter(
-                Name=self.location.verified_parameter,
+                Name=self.location.parameters.verified,
                 Value=verified.model_dump_json(),
                 Type="String",
                 Overwrite=True,
@@ -404,7 +407,7 @@ class Lifecycle:
             }
         )
         self.ssm.put_parameter(
-            Name=self.location.last_request_parameter,
+            Name=self.location.parameters.last_request,
             Value=request.model_dump_json(),
             Type="String",
             Overwrite=True,
@@ -417,12 +420,12 @@ class Lifecycle:
         )
         try:
             self.ssm.put_parameter(
-                Name=self.location.lock_parameter, Value=holder, Type="String", Overwrite=False
+                Name=self.location.parameters.deploy_lock, Value=holder, Type="String", Overwrite=False
             )
         except ClientError as err:
             if err.response["Error"]["Code"] != "ParameterAlreadyExists":
                 raise
-            current = self._get(self.location.lock_parameter) or "{}"
+            current = self._get(self.location.parameters.deploy_lock) or "{}"
             raise ConflictError(
                 f"another deployment holds the lock ({current}); wait for it to finish. If it died, "
                 "check the endpoint with `mlpipe models status` and release it with `mlpipe models unlock`"
@@ -434,10 +437,10 @@ class Lifecycle:
 
     def release_lock(self, request_id: str | None = None) -> bool:
         """Delete the lock (only ours, unless ``request_id`` is None: the operator's forced unlock)."""
-        current = self._get(self.location.lock_parameter)
+        current = self._get(self.location.parameters.deploy_lock)
         if current is None:
             return False
         if request_id is not None and json.loads(current).get("request_id") != request_id:
             return False
-        self.ssm.delete_parameter(Name=self.location.lock_parameter)
+        self.ssm.delete_parameter(Name=self.location.parameters.deploy_lock)
         return True

@@ -9,7 +9,6 @@ registered version deploys. Every registration appends an entry to
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,8 +18,9 @@ from pydantic import BaseModel, ConfigDict
 from mlpipe.artifact import ModelArtifact
 from mlpipe.errors import ConflictError, MlpipeError, UnknownVersionError, UsageError
 from mlpipe.stage import RegistryLocation
+from shared.model_parameters import InvalidVersionError
+from shared.model_parameters import check_version as shared_check_version
 
-VERSION_RE = re.compile(r"^v[1-9]\d{0,5}$")
 MAX_STANDARD_PARAMETER_BYTES = 4096
 
 
@@ -49,9 +49,10 @@ class HistoryEntry(BaseModel):
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.match(version):
-        raise UsageError(f"model version {version!r} must look like v1, v2, ... (a 'v' and a number)")
-    return version
+    try:
+        return shared_check_version(version)
+    except InvalidVersionError as err:
+        raise UsageError(str(err)) from None
 
 
 class ModelRegistry:
@@ -64,7 +65,7 @@ class ModelRegistry:
     def get(self, version: str) -> VersionRecord:
         check_version(version)
         try:
-            value = self.ssm.get_parameter(Name=self.location.metadata_parameter(version))["Parameter"][
+            value = self.ssm.get_parameter(Name=self.location.parameters.metadata(version))["Parameter"][
                 "Value"
             ]
         except ClientError as err:
@@ -81,7 +82,7 @@ class ModelRegistry:
     def list_versions(self) -> list[VersionRecord]:
         records = []
         paginator = self.ssm.get_paginator("get_parameters_by_path")
-        for page in paginator.paginate(Path=self.location.versions_path, Recursive=True):
+        for page in paginator.paginate(Path=self.location.parameters.versions, Recursive=True):
             for parameter in page["Parameters"]:
                 if parameter["Name"].endswith("/metadata"):
                     records.append(VersionRecord.model_validate_json(parameter["Value"]))
@@ -150,7 +151,7 @@ class ModelRegistry:
             raise MlpipeError(f"metadata of {version} is {len(value)} bytes; Parameter Store allows 4096")
         try:
             self.ssm.put_parameter(
-                Name=self.location.metadata_parameter(version),
+                Name=self.location.parameters.metadata(version),
                 Value=value,
                 Type="String",
                 Overwrite=False,  # the conditional write: two concurrent registrations cannot both win

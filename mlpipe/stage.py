@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from mlpipe.errors import MissingStageError
 from shared.config import ENVIRONMENTS
+from shared.model_parameters import ModelParameterNames
 from shared.outputs import DataOutputs, InferenceOutputs
 
 
@@ -20,35 +21,9 @@ class RegistryLocation:
     model_bucket: str
     parameters_path: str  # /ml-pipeline/{env}/models
 
-    def metadata_parameter(self, version: str) -> str:
-        return f"{self.parameters_path}/versions/{version}/metadata"
-
     @property
-    def versions_path(self) -> str:
-        return f"{self.parameters_path}/versions"
-
-    @property
-    def active_version_parameter(self) -> str:
-        return f"{self.parameters_path}/active-version"
-
-    # desired state: what operators asked for (the seed's "rollback by updating the parameter")
-    @property
-    def traffic_parameter(self) -> str:
-        """JSON: the challenger version and its share of traffic (ModelB)."""
-        return f"{self.parameters_path}/traffic"
-
-    # status: what the endpoint was last verified to run, the outcome of the last request, the lock
-    @property
-    def verified_parameter(self) -> str:
-        return f"{self.parameters_path}/verified"
-
-    @property
-    def last_request_parameter(self) -> str:
-        return f"{self.parameters_path}/last-request"
-
-    @property
-    def lock_parameter(self) -> str:
-        return f"{self.parameters_path}/deploy-lock"
+    def parameters(self) -> ModelParameterNames:
+        return ModelParameterNames(self.parameters_path)
 
     def artifact_key(self, version: str) -> str:
         return f"models/{version}/model.tar.gz"

@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.model_parameters import ModelParameterNames
+
 PROJECT: Final = "ml-pipeline"
 
 _ACCOUNT_RE: Final = re.compile(r"^\d{12}$")
@@ -287,18 +289,13 @@ class EnvironmentConfig(_Frozen):
         return f"/{PROJECT}/{self.name}"
 
     @property
-    def active_version_parameter(self) -> str:
-        return f"{self.ssm_prefix}/models/active-version"
-
-    def version_metadata_parameter(self, version: str) -> str:
-        if not re.fullmatch(r"v\d+", version):
-            raise ConfigError(f"model version {version!r} must look like v1, v2, ...")
-        return f"{self.ssm_prefix}/models/versions/{version}/metadata"
-
-    @property
     def model_parameters_path(self) -> str:
         """Path that holds every model parameter (for GetParametersByPath and IAM scoping)."""
         return f"{self.ssm_prefix}/models"
+
+    @property
+    def model_parameters(self) -> ModelParameterNames:
+        return ModelParameterNames(self.model_parameters_path)
 
     @property
     def tag_map(self) -> dict[str, str]:

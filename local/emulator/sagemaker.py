@@ -26,7 +26,8 @@ from moto.sagemaker.exceptions import ValidationError
 
 GAPS = (
     "SageMaker UpdateEndpoint (moto has none): added by local.emulator.sagemaker",
-    "SageMaker variant weight 0 (moto drops CurrentWeight/DesiredWeight of 0): kept by local.emulator.sagemaker",
+    "SageMaker variant weight 0 (moto drops a zero CurrentWeight/DesiredWeight): "
+    "kept by local.emulator.sagemaker",
 )
 
 

@@ -22,7 +22,7 @@ class ModelRegistryParameters(Construct):
         self.active_version = ssm.StringParameter(
             self,
             "ActiveVersion",
-            parameter_name=config.active_version_parameter,
+            parameter_name=config.model_parameters.active_version,
             string_value=config.data.initial_model_version,
             description="Model version the inference layer serves; roll back by setting a previous version",
             allowed_pattern=r"^v\d+$",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.config import ENVIRONMENTS, ConfigError, RemovalPolicy, get_config, validate
+from shared.model_parameters import InvalidVersionError
 
 
 def _base(**overrides):
@@ -35,10 +36,10 @@ def test_naming_scheme():
     assert prod.resource_name("predictions") == "ml-pipeline-predictions-prod-us-east-1"
     assert prod.bucket_name("models") == "ml-pipeline-models-prod-us-east-1-222222222222"
     assert prod.stack_name("network") == "ml-pipeline-network-prod"
-    assert prod.active_version_parameter == "/ml-pipeline/prod/models/active-version"
-    assert prod.version_metadata_parameter("v2") == "/ml-pipeline/prod/models/versions/v2/metadata"
-    with pytest.raises(ConfigError, match="model version"):
-        prod.version_metadata_parameter("../v2")
+    assert prod.model_parameters.active_version == "/ml-pipeline/prod/models/active-version"
+    assert prod.model_parameters.metadata("v2") == "/ml-pipeline/prod/models/versions/v2/metadata"
+    with pytest.raises(InvalidVersionError, match="model version"):
+        prod.model_parameters.metadata("../v2")
     with pytest.raises(ConfigError, match="resource part"):
         prod.resource_name("Bad_Name")
 

@@ -8,7 +8,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Folders whose code runs in Lambda, containers, the CLI or the local stage.
 RUNTIME_GLOBS = ["stacks/*/runtime/**/*.py", "model/**/*.py", "mlpipe/**/*.py", "local/**/*.py"]
-RUNTIME_SAFE_SHARED = ["shared/config.py", "shared/outputs.py", "shared/__init__.py"]
+RUNTIME_SAFE_SHARED = [
+    "shared/config.py",
+    "shared/outputs.py",
+    "shared/model_parameters.py",
+    "shared/__init__.py",
+]
 INFRA_GLOBS = ["stacks/**/*.py", "shared/infra/**/*.py", "app.py"]
 
 

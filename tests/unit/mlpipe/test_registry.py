@@ -69,7 +69,7 @@ def test_a_concurrent_registration_that_loses_the_conditional_write_is_refused(a
     """Both writers upload, but only one metadata record wins; the loser sees the conflict."""
     winner = read_artifact(make_artifact("logreg"))
     loser = read_artifact(make_artifact("boosting"))
-    registry._existing = lambda version: None  # type: ignore[method-assign] # both passed the check
+    registry._existing = lambda version: None  # both passed the check
     registry.register(winner, "v1", actor="alice", now=NOW)
     with pytest.raises(ConflictError):
         registry.register(loser, "v1", actor="bob", now=NOW)

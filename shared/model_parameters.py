@@ -1,0 +1,62 @@
+"""Names in the model registry's Parameter Store hierarchy (one place for infrastructure and runtime).
+
+Under ``/ml-pipeline/{env}/models``:
+
+- ``active-version``: the champion (desired; the seed's "rollback by updating the parameter");
+- ``traffic``: the challenger and its share of traffic (desired);
+- ``versions/{version}/metadata``: one record per registered version;
+- ``verified``, ``last-request``, ``deploy-lock``: what the endpoint was verified to run, how the
+  latest request ended, and the lock that keeps two deployments from interleaving.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+VERSION_PATTERN: Final = re.compile(r"^v[1-9]\d{0,5}$")
+
+
+class InvalidVersionError(ValueError):
+    pass
+
+
+def check_version(version: str) -> str:
+    if not VERSION_PATTERN.match(version):
+        raise InvalidVersionError(
+            f"model version {version!r} must look like v1, v2, ... (a 'v' and a number)"
+        )
+    return version
+
+
+@dataclass(frozen=True)
+class ModelParameterNames:
+    path: str  # /ml-pipeline/{env}/models
+
+    @property
+    def active_version(self) -> str:
+        return f"{self.path}/active-version"
+
+    @property
+    def traffic(self) -> str:
+        return f"{self.path}/traffic"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.path}/versions"
+
+    def metadata(self, version: str) -> str:
+        return f"{self.versions}/{check_version(version)}/metadata"
+
+    @property
+    def verified(self) -> str:
+        return f"{self.path}/verified"
+
+    @property
+    def last_request(self) -> str:
+        return f"{self.path}/last-request"
+
+    @property
+    def deploy_lock(self) -> str:
+        return f"{self.path}/deploy-lock"
