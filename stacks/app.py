@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, WriteNagSuppressionsToCloudFormationAspect
 
 from shared.config import ENVIRONMENTS, get_config
 from stacks.stage import MlPipelineStage
@@ -42,6 +42,9 @@ def build_app(app: cdk.App | None = None, *, environments: Iterable[str] | None 
     app = app if app is not None else new_app()
     names = list(environments) if environments is not None else list(ENVIRONMENTS)
     for name in names:
-        MlPipelineStage(app, config=get_config(name))
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+        stage = MlPipelineStage(app, config=get_config(name))
+        # The plugin's own metadata writer is an aspect on the app, and aspects stop at Stage
+        # boundaries: each stage gets its own, so every acknowledgement's reason reaches the templates.
+        cdk.Aspects.of(stage).add(WriteNagSuppressionsToCloudFormationAspect())
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app

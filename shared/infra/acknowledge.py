@@ -54,9 +54,18 @@ def acknowledge(
             f"{construct.node.path}: the reason for {nag_ids + guard_rules} must explain why "
             f"(at least {MIN_REASON_LENGTH} characters), got {reason!r}"
         )
-    validations = cdk.Validations.of(construct)
-    for rule_id in nag_ids:
-        validations.acknowledge(cdk.Acknowledgment(id=rule_id, reason=reason))
+    # Acknowledge on the CloudFormation resource(s) themselves, so cdk-nag writes each
+    # acknowledgement and its reason into the template metadata the policy gate reports.
+    if isinstance(construct, cdk.CfnResource):
+        resources: list[IConstruct] = [construct]
+    elif isinstance(construct.node.default_child, cdk.CfnResource):
+        resources = [construct.node.default_child]  # an L2: its main resource, not its helpers
+    else:
+        resources = [c for c in construct.node.find_all() if isinstance(c, cdk.CfnResource)] or [construct]
+    for resource in resources:
+        validations = cdk.Validations.of(resource)
+        for rule_id in nag_ids:
+            validations.acknowledge(cdk.Acknowledgment(id=rule_id, reason=reason))
     if guard_rules:
         resource = _cfn_resource(construct)
         metadata = resource.get_metadata("guard") or {}

@@ -164,3 +164,16 @@ def test_outputs_for_later_layers(env, template_json):
         NetworkOutputs.FLOW_LOG_GROUP_NAME,
     ):
         assert key in outputs, key
+
+
+def test_acknowledgements_and_their_reasons_are_written_into_the_template(template_json):
+    resources = template_json("prod", "network")["Resources"]
+    acl = next(r for k, r in resources.items() if r["Type"] == "AWS::EC2::NetworkAcl")
+    (ack,) = [a for a in acl["Metadata"]["cdk_nag"]["rules_to_suppress"] if a["id"] == "AwsSolutions-VPC3"]
+    assert "stateless second layer" in ack["reason"]
+    handler = next(
+        k for k in resources if k.startswith("CustomVpcRestrictDefaultSGCustomResourceProviderHandler")
+    )
+    guard = resources[handler]["Metadata"]["guard"]
+    assert guard["SuppressedRules"] == ["lambda_inside_vpc_check"]
+    assert "EC2 API" in guard["Reasons"]["lambda_inside_vpc_check"]

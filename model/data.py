@@ -1,0 +1,91 @@
+"""The training data: Breast Cancer Wisconsin (Diagnostic), shipped inside scikit-learn.
+
+``sklearn.datasets.load_breast_cancer`` reads a CSV file bundled with scikit-learn, so loading needs no
+network and gives the same 569 rows everywhere. Each row describes the cell nuclei of a fine-needle
+aspirate image with 30 numeric features (mean, standard error and worst value of ten measurements);
+the feature names are scikit-learn's, snake_cased (``"mean concave points"`` ->
+``mean_concave_points``).
+
+Labels are re-encoded so that the positive class is the finding to detect: ``1 = malignant``
+(212 rows), ``0 = benign`` (357 rows; the majority class, 62.7 %). scikit-learn's own encoding is the
+reverse (``0 = malignant``).
+
+The split is stratified and fixed by ``SPLIT_SEED``: 20 % test (114 rows), then 25 % of the rest as
+validation (114 rows), leaving 341 training rows. Validation picks hyper-parameters; test is only
+used for the reported metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+
+DATASET_NAME = "breast_cancer_wisconsin_diagnostic"
+DATASET_SOURCE = "sklearn.datasets.load_breast_cancer"
+CLASS_NAMES = ("benign", "malignant")
+POSITIVE_CLASS = 1
+SPLIT_SEED = 20240517
+TEST_FRACTION = 0.2
+VALIDATION_FRACTION_OF_REST = 0.25
+
+
+@dataclass(frozen=True)
+class Split:
+    """Feature matrix (rows x features, float64) and labels (0/1, int64) of one split."""
+
+    features: NDArray[np.float64]
+    labels: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    train: Split
+    validation: Split
+    test: Split
+
+    @property
+    def majority_class_rate(self) -> float:
+        """Accuracy on the test split of always predicting the training majority class."""
+        majority = int(np.bincount(self.train.labels).argmax())
+        return float(np.mean(self.test.labels == majority))
+
+
+def snake_case(name: str) -> str:
+    """``"mean concave points"`` -> ``"mean_concave_points"`` (a valid Python identifier)."""
+    result = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+    if not result.isidentifier():
+        raise ValueError(f"feature name {name!r} does not become an identifier ({result!r})")
+    return result
+
+
+def load_dataset(seed: int = SPLIT_SEED) -> Dataset:
+    """The deterministic train/validation/test split (see the module docstring)."""
+    bunch = load_breast_cancer()
+    features = np.asarray(bunch.data, dtype=np.float64)
+    labels = (np.asarray(bunch.target) == 0).astype(np.int64)  # 1 = malignant
+    names = tuple(snake_case(str(name)) for name in bunch.feature_names)
+    if len(set(names)) != len(names):
+        raise ValueError("snake_cased feature names collide")
+    rest_x, test_x, rest_y, test_y = train_test_split(
+        features, labels, test_size=TEST_FRACTION, stratify=labels, random_state=seed
+    )
+    train_x, val_x, train_y, val_y = train_test_split(
+        rest_x, rest_y, test_size=VALIDATION_FRACTION_OF_REST, stratify=rest_y, random_state=seed
+    )
+    return Dataset(
+        feature_names=names,
+        class_names=CLASS_NAMES,
+        train=Split(train_x, train_y),
+        validation=Split(val_x, val_y),
+        test=Split(test_x, test_y),
+    )
