@@ -192,9 +192,15 @@ class ModelRegistry:
         )
 
 
-_HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "algorithm", "n_train", "n_test")
+_SCORES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+_FACTS = ("algorithm", "n_train", "n_test")
 
 
 def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics kept in Parameter Store (the full file stays in the archive)."""
-    return {k: metrics[k] for k in _HEADLINE if k in metrics}
+    """The held-out scores and a few facts, kept in Parameter Store (the full file stays in the archive)."""
+    scores = metrics.get("test_metrics", {})
+    if not isinstance(scores, dict):
+        scores = {}
+    headline = {k: scores[k] for k in _SCORES if k in scores}
+    headline.update({k: metrics[k] for k in _FACTS if k in metrics})
+    return headline

@@ -16,7 +16,9 @@ Self-contained by design: this file imports only the standard library, numpy and
 unpickles the scikit-learn estimator), plus its sibling ``schema.py`` — the archive ships
 ``model/schema.py`` unchanged as ``code/schema.py``, and this module loads it by file path next to
 itself, which works identically in the package (``model/``) and in the container's ``code/``
-directory, whatever is on ``sys.path``. Keep the syntax Python 3.10 compatible.
+directory, whatever is on ``sys.path``. Keep the syntax Python 3.10 compatible. (In the package this
+makes a second, private instance of ``model.schema``: catch ``inference.RequestError``, the class the
+handlers raise, rather than ``model.schema.RequestError``.)
 
 Requests
     ``application/json``: the shapes documented in ``schema.py`` — canonical

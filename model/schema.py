@@ -45,7 +45,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 SCHEMA_FORMAT_VERSION = 1
 DEFAULT_RANGE_MARGIN = 0.5
@@ -199,7 +199,7 @@ class FeatureSchema:
             if isinstance(row, Mapping):
                 vectors.append([float(row[name]) for name in self.names])
             else:
-                vectors.append([float(value) for value in row])  # type: ignore[attr-defined]
+                vectors.append([float(value) for value in cast("Sequence[float]", row)])
         return vectors
 
     def _validate_mapping(self, row: Mapping[Any, Any]) -> list[str]:

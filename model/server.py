@@ -21,7 +21,8 @@ start-up), ``input_fn``, ``predict_fn`` and ``output_fn``.
 
 One process, one uvicorn worker, bound only to ``--host`` (default loopback). Predictions run in a
 worker thread so ``/ping`` stays responsive. Access logs are off unless ``--access-log``. SIGTERM and
-SIGINT shut down gracefully (in-flight requests get ``GRACEFUL_SHUTDOWN_SECONDS`` to finish).
+SIGINT shut down gracefully (in-flight requests get ``GRACEFUL_SHUTDOWN_SECONDS`` to finish); the
+process then removes the extracted artifact and exits 0. A model that cannot be served exits 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import signal
 import sys
 import tarfile
 import tempfile
@@ -62,6 +64,14 @@ class ServerSetupError(RuntimeError):
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class _StopSignalError(Exception):
+    """SIGTERM/SIGINT arrived; uvicorn re-raises the signal after its graceful shutdown."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise _StopSignalError(signal.Signals(signum).name)
 
 
 def load_entry_point(model_dir: Path) -> ModuleType:
@@ -190,22 +200,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with tempfile.TemporaryDirectory(prefix="mlpipeline-model-") as scratch:
-        try:
-            model_dir = args.model_dir or extract_artifact(args.artifact, Path(scratch))
-            app = create_app(model_dir, variant=args.variant, max_body_bytes=args.max_body_bytes)
-        except Exception as exc:  # start-up failure: say why and stop
-            sys.stderr.write(f"error: cannot serve the model: {exc}\n")
-            return 2
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            workers=1,
-            access_log=args.access_log,
-            log_level=args.log_level,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
+    # uvicorn handles SIGTERM/SIGINT itself while serving, then re-raises the signal under the
+    # handlers found at start: these turn it into a normal return, so the extracted artifact is removed
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlpipeline-model-") as scratch:
+            try:
+                model_dir = args.model_dir or extract_artifact(args.artifact, Path(scratch))
+                app = create_app(model_dir, variant=args.variant, max_body_bytes=args.max_body_bytes)
+            except _StopSignalError:
+                raise
+            except Exception as exc:  # start-up failure: say why and stop
+                sys.stderr.write(f"error: cannot serve the model: {exc}\n")
+                return 2
+            uvicorn.run(
+                app,
+                host=args.host,
+                port=args.port,
+                workers=1,
+                access_log=args.access_log,
+                log_level=args.log_level,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            )
+    except _StopSignalError as stop:
+        logger.info("stopped by %s", stop)
     return 0
 
 

@@ -32,13 +32,14 @@ Output per version::
                            has no internet access, so the container's ``pip install -r`` of this file
                            must have nothing to download
 
-``baseline.json``: per feature the training mean, population standard deviation, min, max, quantiles
-at ``quantile_levels``, and a histogram whose interior ``edges`` are the distinct training deciles
-(10 %..90 %; fewer when deciles coincide). Bins are ``(-inf, e0), [e0, e1), ..., [e_last, +inf)`` —
-a value ``v`` falls into bin ``searchsorted(edges, v, side="right")`` — so the open ends catch
-production values outside the training range; ``counts`` and ``proportions`` describe the training
-split, ready for a PSI (histogram) or KS (quantiles) drift statistic. ``prediction`` holds the same
-for the positive-class probability on the training split, with fixed edges 0.1..0.9.
+``baseline.json``: ``feature_names`` in schema order and, per feature, the training mean, population
+standard deviation, min, max, quantiles at ``quantile_levels``, and a histogram whose interior
+``edges`` are the distinct training deciles (10 %..90 %; fewer when deciles coincide). Bins are
+``(-inf, e0), [e0, e1), ..., [e_last, +inf)`` — a value ``v`` falls into bin
+``searchsorted(edges, v, side="right")`` — so the open ends catch production values outside the
+training range; ``counts`` and ``proportions`` describe the training split, ready for a PSI
+(histogram) or KS (quantiles) drift statistic. ``prediction`` holds the same for the positive-class
+probability on the training split, with fixed edges 0.1..0.9.
 
 Reproducible: without ``--trained-at`` (``trained_at`` is then null) re-training in the same
 environment writes byte-identical archives — members sorted, mtime fixed at 1980-01-01 (ZIP-based

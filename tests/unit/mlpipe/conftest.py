@@ -80,7 +80,7 @@ def make_artifact(tmp_path) -> Callable[..., Path]:
             "model.joblib": f"weights of {name}".encode(),
             "schema.json": json.dumps({"features": [{"name": "x", "type": "number"}]}).encode(),
             "metrics.json": json.dumps(
-                {"accuracy": accuracy, "algorithm": name, "confusion": [[1, 0], [0, 1]]}
+                {"algorithm": name, "test_metrics": {"accuracy": accuracy}, "n_test": 114}
             ).encode(),
             "baseline.json": json.dumps({"x": {"mean": 0.0, "std": 1.0}}).encode(),
             "code/inference.py": b"def model_fn(model_dir):\n    return model_dir\n",

@@ -36,7 +36,7 @@ def test_register_uploads_pins_the_object_version_and_records_metadata(aws, regi
     assert json.loads(baseline) == {"x": {"mean": 0.0, "std": 1.0}}
     parameter = aws.client("ssm").get_parameter(Name=f"{PATH}/versions/v1/metadata")["Parameter"]
     assert json.loads(parameter["Value"]) == record.model_dump()
-    assert record.metrics == {"accuracy": 0.97, "algorithm": "logreg"}  # headline metrics only
+    assert record.metrics == {"accuracy": 0.97, "algorithm": "logreg", "n_test": 114}  # headline metrics only
     assert record.registered_at == "2026-11-24T12:00:00+00:00"
 
 

@@ -16,8 +16,7 @@ from jsonschema import Draft4Validator
 
 from model import schema
 from model.schema import FeatureSchema, RequestError, build_schema, request_json_schema, rows_from_document
-
-from .conftest import feature_rows
+from tests.unit.conftest import feature_rows
 
 SCHEMA_PY = Path(schema.__file__)
 
@@ -196,7 +195,8 @@ def test_request_json_schema_is_draft_04_with_the_documented_shapes():
     assert document["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert "$ref" not in json.dumps(document)
     instances, single = document["oneOf"]
-    assert instances["required"] == ["instances"] and single["required"] == ["features"]
+    assert instances["required"] == ["instances"]
+    assert single["required"] == ["features"]
     assert instances["properties"]["instances"]["minItems"] == 1
     assert instances["properties"]["instances"]["maxItems"] == 2
     row_object, row_array = instances["properties"]["instances"]["items"]["anyOf"]
@@ -242,11 +242,12 @@ def test_api_json_schema_and_the_validator_agree(body):
 
 def test_schema_module_is_standard_library_only_and_python_3_10_syntax():
     tree = ast.parse(SCHEMA_PY.read_text(), feature_version=(3, 10))
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0 and node.module
+            assert node.level == 0
+            assert node.module
             imported.add(node.module.split(".")[0])
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)

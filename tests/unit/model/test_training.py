@@ -108,7 +108,8 @@ def test_archive_layout_matches_the_sagemaker_sklearn_container(trained):
             members = tar.getmembers()
             names = [member.name for member in members]
             assert set(names) == EXPECTED_MEMBERS
-            assert names[0] == "code" and names[1:] == sorted(names[1:])
+            assert names[0] == "code"
+            assert names[1:] == sorted(names[1:])
             for member in members:
                 assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (
                     train.ARCHIVE_MTIME,
@@ -123,7 +124,8 @@ def test_archive_layout_matches_the_sagemaker_sklearn_container(trained):
         assert (code / "inference.py").read_bytes() == (MODEL_DIR / "inference.py").read_bytes()
         assert (code / "schema.py").read_bytes() == (MODEL_DIR / "schema.py").read_bytes()
         requirements = (code / "requirements.txt").read_text().splitlines()
-        assert requirements and all(line.startswith("#") for line in requirements)
+        assert requirements
+        assert all(line.startswith("#") for line in requirements)
         # gzip header: mtime 0 (bytes 4..8), no file name (FLG.FNAME bit clear)
         header = artifact.archive.read_bytes()[:10]
         assert header[4:8] == b"\0\0\0\0"
@@ -170,9 +172,11 @@ def test_deterministic_tar_gz_depends_only_on_member_contents():
 
 def _psi(expected: list[float], actual: list[float]) -> float:
     floor = 1e-4
-    return sum(
-        (max(a, floor) - max(e, floor)) * np.log(max(a, floor) / max(e, floor))
-        for e, a in zip(expected, actual, strict=True)
+    return float(
+        sum(
+            (max(a, floor) - max(e, floor)) * np.log(max(a, floor) / max(e, floor))
+            for e, a in zip(expected, actual, strict=True)
+        )
     )
 
 
@@ -191,7 +195,8 @@ def test_baseline_holds_statistics_and_histograms_a_drift_check_can_use(trained,
         assert (stats["quantiles"][0], stats["quantiles"][-1]) == (stats["min"], stats["max"])
         histogram = stats["histogram"]
         edges = histogram["edges"]
-        assert edges == sorted(set(edges)) and 1 <= len(edges) <= 9
+        assert edges == sorted(set(edges))
+        assert 1 <= len(edges) <= 9
         assert len(histogram["counts"]) == len(edges) + 1 == len(histogram["proportions"])
         recount = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
         assert histogram["counts"] == recount.tolist()
@@ -205,7 +210,7 @@ def test_baseline_holds_statistics_and_histograms_a_drift_check_can_use(trained,
         counts = np.bincount(
             np.searchsorted(histogram["edges"], values, side="right"), minlength=len(histogram["edges"]) + 1
         )
-        return (counts / counts.sum()).tolist()
+        return [float(count) / counts.sum() for count in counts]
 
     assert _psi(histogram["proportions"], proportions(dataset.train.features[:, column])) == pytest.approx(
         0.0

@@ -1,4 +1,4 @@
-"""Train both model versions once per test session (a few seconds) and share the artifacts."""
+"""Shared unit-test fixtures: both model versions trained once per test session (a few seconds)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class Trained:
     extracted: dict[str, Path]
 
     def metrics(self, version: str) -> dict:
-        return json.loads((self.extracted[version] / "metrics.json").read_text())
+        metrics: dict = json.loads((self.extracted[version] / "metrics.json").read_text())
+        return metrics
 
 
 @pytest.fixture(scope="session")
