@@ -3,7 +3,7 @@
     mlpipe [--stage local] [--json] models register PATH --version v2
     mlpipe models list | show v2 | history [--limit 20]
     mlpipe models deploy v2 --variant ModelB --weight 0.2
-    mlpipe models weights A=0.5 B=0.5 | promote | rollback | status | unlock
+    mlpipe models weights A=0.5 B=0.5 | promote | rollback | status | finish | unlock
 
 The stage's resources are read from its stacks' outputs. Credentials and region come from the
 usual AWS settings; ``AWS_ENDPOINT_URL`` points boto3 at the local stage's emulated account.
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("rollback", help="go back to the previous verified state")
     commands.add_parser("status", help="desired vs verified state and the last request")
     commands.add_parser("unlock", help="release a deploy lock left by a deployment that died")
+    commands.add_parser("finish", help="verify and record a deployment that is still in progress")
     return parser
 
 
@@ -134,6 +135,13 @@ def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[
     if args.command == "unlock":
         released = lifecycle.release_lock()
         return ("lock released" if released else "no lock was held"), {"released": released}
+    if args.command == "finish":
+        finished = lifecycle.finish()
+        if finished is None:
+            return "the endpoint is still updating; run `mlpipe models finish` again later", {
+                "finished": False
+            }
+        return f"verified: {_describe(finished)}", {"finished": True, **finished.model_dump()}
     if args.command == "rollback":
         rolled_from, rolled_to = lifecycle.rollback()
         return f"rolled back: {_describe(rolled_from)} -> {_describe(rolled_to)}", {
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, 
     """Carry out the command; returns (text for a person, data for --json)."""
     location = registry_location(session.client("cloudformation"), args.stage)
     registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
-    if args.command in {"deploy", "weights", "promote", "rollback", "status", "unlock"}:
+    if args.command in {"deploy", "weights", "promote", "rollback", "status", "unlock", "finish"}:
         return _lifecycle_command(args, _lifecycle(args, session, registry))
     if args.command == "register":
         record, created = registry.register(read_artifact(args.path), args.version, actor=_actor(session))

@@ -18,16 +18,15 @@ A reconcile:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from mlpipe.errors import ConflictError, MissingStageError, MlpipeError, UsageError
 from mlpipe.registry import ModelRegistry, VersionRecord, check_version
@@ -37,12 +36,14 @@ from mlpipe.state import (
     CHAMPION,
     DesiredState,
     LastRequest,
+    PendingDeployment,
     Traffic,
     VerifiedState,
     VerifiedVariant,
 )
 
 WEIGHT_TOLERANCE = 1e-6
+UPDATING_STATES = frozenset({"Updating", "Creating", "SystemUpdating", "RollingBack"})
 MODEL_VERSION_ENV = "MODEL_VERSION"
 
 
@@ -180,46 +181,99 @@ class Lifecycle:
         self.set_desired(desired)
         return self.reconcile()
 
-    # ----- the reconcile -----
+    # ----- the reconcile: start (lock, models, update call) and finish (verify, record) -----
     def reconcile(self) -> VerifiedState:
+        """Start a deployment and wait for it to finish (the direct path of ``mlpipe``)."""
+        self.start()
+        waited = 0.0
+        while (verified := self.finish()) is None:
+            if waited >= self.timeout_seconds:
+                raise MlpipeError(
+                    f"endpoint {self.target.endpoint_name} is still Updating after {waited:.0f}s; the "
+                    "verified state is unchanged and the deployment stays in progress (it keeps the lock). "
+                    "Finish it later with `mlpipe models finish`"
+                )
+            self.sleep(self.poll_seconds)
+            waited += self.poll_seconds
+        return verified
+
+    def start(self) -> PendingDeployment:
+        """Take the lock, read the desired state, create what is missing and ask SageMaker to update.
+
+        Returns at once; ``finish`` verifies. The deploy function runs this on a change of the
+        desired parameters and ``finish`` on the endpoint's state-change event.
+        """
         request_id = uuid.uuid4().hex[:12]
-        with self._lock(request_id):
+        self._acquire_lock(request_id)
+        desired: DesiredState | None = None
+        try:
             desired = self.desired()
             self._record_request(request_id, "in-progress", desired)
-            try:
-                records = {name: self.registry.get(t.version) for name, t in desired.variants().items()}
-                verified = self._converge(desired, records, request_id)
-            except MlpipeError as err:
-                self._record_request(request_id, "failed", desired, reason=str(err))
-                raise
-            except ClientError as err:
-                reason = f"AWS call failed: {err}"
-                self._record_request(request_id, "failed", desired, reason=reason)
-                raise MlpipeError(f"{reason}; the verified state is unchanged") from err
+            records = {name: self.registry.get(t.version) for name, t in desired.variants().items()}
+            pending = self._begin(desired, records, request_id)
             self.ssm.put_parameter(
-                Name=self.location.parameters.verified,
-                Value=verified.model_dump_json(),
+                Name=self.location.parameters.deploy_lock,
+                Value=pending.model_dump_json(),
                 Type="String",
                 Overwrite=True,
             )
-            self._record_request(request_id, "succeeded", desired)
-            self.registry.record_event(
-                "deployed",
-                desired.champion,
-                actor=self.actor,
-                at=verified.verified_at,
-                detail={
-                    "request": request_id,
-                    "variants": {k: v.model_dump() for k, v in verified.variants.items()},
-                },
-            )
+        except (MlpipeError, ClientError) as err:
+            raise self._fail(request_id, desired, err) from err
+        return pending
+
+    def pending(self) -> PendingDeployment | None:
+        value = self._get(self.location.parameters.deploy_lock)
+        return PendingDeployment.model_validate_json(value) if value else None
+
+    def finish(self) -> VerifiedState | None:
+        """Verify the deployment in progress; None while the endpoint is still updating."""
+        pending = self.pending()
+        if pending is None or pending.desired is None or pending.endpoint_config is None:
+            raise UsageError("no deployment is in progress")
+        desired = pending.desired
+        try:
+            endpoint = self._describe_endpoint()
+            if endpoint["EndpointStatus"] in UPDATING_STATES:
+                return None
+            verified = self._verify(pending, endpoint)
+        except (MlpipeError, ClientError) as err:
+            raise self._fail(pending.request_id, desired, err) from err
+        self.ssm.put_parameter(
+            Name=self.location.parameters.verified,
+            Value=verified.model_dump_json(),
+            Type="String",
+            Overwrite=True,
+        )
+        self._record_request(pending.request_id, "succeeded", desired)
+        self.registry.record_event(
+            "deployed",
+            desired.champion,
+            actor=self.actor,
+            at=verified.verified_at,
+            detail={
+                "request": pending.request_id,
+                "variants": {k: v.model_dump() for k, v in verified.variants.items()},
+            },
+        )
+        self.release_lock(pending.request_id)
         for hook in self.on_verified:
             hook(verified)
         return verified
 
-    def _converge(
+    def _fail(self, request_id: str, desired: DesiredState | None, err: Exception) -> MlpipeError:
+        """Record the failure, release the lock, and return the error to raise."""
+        if isinstance(err, MlpipeError):
+            failure = err
+        else:
+            failure = MlpipeError(f"AWS call failed: {err}; the verified state is unchanged")
+        if desired is not None:
+            self._record_request(request_id, "failed", desired, reason=str(failure))
+        self.release_lock(request_id)
+        return failure
+
+    def _begin(
         self, desired: DesiredState, records: dict[str, VersionRecord], request_id: str
-    ) -> VerifiedState:
+    ) -> PendingDeployment:
         name = self.target.endpoint_name
         endpoint = self._describe_endpoint()
         if endpoint["EndpointStatus"] != "InService":
@@ -234,7 +288,9 @@ class Lifecycle:
         template_model = self.sagemaker.describe_model(ModelName=current_models[CHAMPION])
         wanted = desired.variants()
         models = {variant: self._ensure_model(records[variant], template_model) for variant in wanted}
-        if models == current_models:
+        weights_only = models == current_models
+        if weights_only:
+            target_config = endpoint["EndpointConfigName"]
             self.sagemaker.update_endpoint_weights_and_capacities(
                 EndpointName=name,
                 DesiredWeightsAndCapacities=[
@@ -242,29 +298,43 @@ class Lifecycle:
                     for variant, target in wanted.items()
                 ],
             )
-            endpoint = self._wait()
-            self._check_weights(endpoint, wanted)
         else:
-            new_config = self._create_endpoint_config(config, endpoint, models, wanted, request_id)
+            target_config = self._create_endpoint_config(config, endpoint, models, wanted, request_id)
             self.sagemaker.update_endpoint(
-                EndpointName=name, EndpointConfigName=new_config, RetainDeploymentConfig=True
+                EndpointName=name, EndpointConfigName=target_config, RetainDeploymentConfig=True
             )
-            endpoint = self._wait()
-            if endpoint["EndpointStatus"] != "InService":
-                raise MlpipeError(
-                    f"endpoint {name} ended {endpoint['EndpointStatus']}: "
-                    f"{endpoint.get('FailureReason', 'no reason given')}; the verified state is unchanged"
-                )
-            if endpoint["EndpointConfigName"] != new_config:
-                raise MlpipeError(
-                    f"SageMaker rolled the deployment of {new_config} back; the endpoint still runs "
-                    f"{endpoint['EndpointConfigName']} ({endpoint.get('FailureReason', 'no reason given')}). "
-                    "The verified state is unchanged; look at the variant alarms, fix, and deploy again"
-                )
-            self._check_weights(endpoint, wanted)
+        return PendingDeployment(
+            request_id=request_id,
+            actor=self.actor,
+            started_at=self.clock().isoformat(timespec="seconds"),
+            desired=desired,
+            endpoint_config=target_config,
+            models=models,
+            weights_only=weights_only,
+        )
+
+    def _verify(self, pending: PendingDeployment, endpoint: dict[str, Any]) -> VerifiedState:
+        name = self.target.endpoint_name
+        if pending.desired is None:
+            raise UsageError("no deployment is in progress")
+        wanted = pending.desired.variants()
+        if endpoint["EndpointStatus"] != "InService":
+            raise MlpipeError(
+                f"endpoint {name} ended {endpoint['EndpointStatus']}: "
+                f"{endpoint.get('FailureReason', 'no reason given')}; the verified state is unchanged"
+            )
+        if endpoint["EndpointConfigName"] != pending.endpoint_config:
+            raise MlpipeError(
+                f"SageMaker rolled the deployment of {pending.endpoint_config} back; the endpoint still runs "
+                f"{endpoint['EndpointConfigName']} ({endpoint.get('FailureReason', 'no reason given')}). "
+                "The verified state is unchanged; look at the variant alarms, fix, and deploy again"
+            )
+        self._check_weights(endpoint, wanted)
         variants = {
             variant: VerifiedVariant(
-                version=wanted[variant].version, weight=wanted[variant].weight, model_name=models[variant]
+                version=wanted[variant].version,
+                weight=wanted[variant].weight,
+                model_name=pending.models[variant],
             )
             for variant in wanted
         }
@@ -272,7 +342,7 @@ class Lifecycle:
             variants=variants,
             endpoint_config=endpoint["EndpointConfigName"],
             verified_at=self.clock().isoformat(timespec="seconds"),
-            request_id=request_id,
+            request_id=pending.request_id,
         )
 
     def _ensure_model(self, record: VersionRecord, template: dict[str, Any]) -> str:
@@ -362,20 +432,6 @@ class Lifecycle:
             raise
         return result
 
-    def _wait(self) -> dict[str, Any]:
-        waited = 0.0
-        while True:
-            endpoint = self._describe_endpoint()
-            if endpoint["EndpointStatus"] not in {"Updating", "Creating", "SystemUpdating", "RollingBack"}:
-                return endpoint
-            if waited >= self.timeout_seconds:
-                raise MlpipeError(
-                    f"endpoint {self.target.endpoint_name} is still {endpoint['EndpointStatus']} after "
-                    f"{waited:.0f}s; the verified state is unchanged. Check `mlpipe models status` later"
-                )
-            self.sleep(self.poll_seconds)
-            waited += self.poll_seconds
-
     def _check_weights(self, endpoint: dict[str, Any], wanted: dict[str, Any]) -> None:
         current = {v["VariantName"]: v.get("CurrentWeight") for v in endpoint.get("ProductionVariants", [])}
         for variant, target in wanted.items():
@@ -413,14 +469,16 @@ class Lifecycle:
             Overwrite=True,
         )
 
-    @contextmanager
-    def _lock(self, request_id: str) -> Iterator[None]:
-        holder = json.dumps(
-            {"request_id": request_id, "actor": self.actor, "since": self.clock().isoformat()}
+    def _acquire_lock(self, request_id: str) -> None:
+        holder = PendingDeployment(
+            request_id=request_id, actor=self.actor, started_at=self.clock().isoformat(timespec="seconds")
         )
         try:
             self.ssm.put_parameter(
-                Name=self.location.parameters.deploy_lock, Value=holder, Type="String", Overwrite=False
+                Name=self.location.parameters.deploy_lock,
+                Value=holder.model_dump_json(),
+                Type="String",
+                Overwrite=False,  # the conditional write: only one deployment at a time
             )
         except ClientError as err:
             if err.response["Error"]["Code"] != "ParameterAlreadyExists":
@@ -430,17 +488,18 @@ class Lifecycle:
                 f"another deployment holds the lock ({current}); wait for it to finish. If it died, "
                 "check the endpoint with `mlpipe models status` and release it with `mlpipe models unlock`"
             ) from None
-        try:
-            yield
-        finally:
-            self.release_lock(request_id)
 
     def release_lock(self, request_id: str | None = None) -> bool:
         """Delete the lock (only ours, unless ``request_id`` is None: the operator's forced unlock)."""
-        current = self._get(self.location.parameters.deploy_lock)
-        if current is None:
+        value = self._get(self.location.parameters.deploy_lock)
+        if value is None:
             return False
-        if request_id is not None and json.loads(current).get("request_id") != request_id:
-            return False
+        if request_id is not None:
+            try:
+                holder = PendingDeployment.model_validate_json(value).request_id
+            except ValidationError:
+                return False  # not a lock this code wrote: only a forced unlock removes it
+            if holder != request_id:
+                return False
         self.ssm.delete_parameter(Name=self.location.parameters.deploy_lock)
         return True

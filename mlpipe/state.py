@@ -80,6 +80,18 @@ class VerifiedState(_Frozen):
         return DesiredState(champion=champion.version, traffic=traffic)
 
 
+class PendingDeployment(_Frozen):
+    """The deploy lock's content: who deploys what, and what ``finish`` must find."""
+
+    request_id: str
+    actor: str
+    started_at: str
+    desired: DesiredState | None = None
+    endpoint_config: str | None = None  # the config the endpoint must run when it is done
+    models: dict[str, str] = {}
+    weights_only: bool = False
+
+
 class LastRequest(_Frozen):
     request_id: str
     status: Literal["in-progress", "succeeded", "failed"]

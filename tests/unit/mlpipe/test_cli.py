@@ -117,7 +117,11 @@ def test_lifecycle_commands_need_the_inference_stack(aws, data_stack, capsys):
 
 
 def test_a_held_lock_refuses_the_deploy_and_unlock_releases_it(aws, inference_stack, capsys):
-    aws.client("ssm").put_parameter(Name=f"{PATH}/deploy-lock", Value='{"request_id": "x"}', Type="String")
+    aws.client("ssm").put_parameter(
+        Name=f"{PATH}/deploy-lock",
+        Value='{"request_id": "x", "actor": "bob", "started_at": "2026-11-24T11:59:00+00:00"}',
+        Type="String",
+    )
     assert main(["models", "deploy", "v2", "--weight", "0.1"], session=aws) == 2
     assert "another deployment holds the lock" in capsys.readouterr().err
     assert main(["models", "unlock"], session=aws) == 0

@@ -137,7 +137,9 @@ def test_a_deployment_sagemaker_rolls_back_is_a_failure_and_changes_no_verified_
 
 def test_a_second_deploy_while_one_holds_the_lock_is_refused(aws, lifecycle):
     aws.client("ssm").put_parameter(
-        Name=f"{PATH}/deploy-lock", Value=json.dumps({"request_id": "other", "actor": "bob"}), Type="String"
+        Name=f"{PATH}/deploy-lock",
+        Value=json.dumps({"request_id": "other", "actor": "bob", "started_at": "2026-11-24T11:59:00+00:00"}),
+        Type="String",
     )
     with pytest.raises(ConflictError, match=r"another deployment holds the lock.*bob"):
         lifecycle.deploy("v2", variant="ModelB", weight=0.2)
@@ -218,3 +220,35 @@ def test_valid_weights_accept_variant_names_and_letters():
 def test_traffic_without_challenger_cannot_send_it_traffic():
     with pytest.raises(ValueError, match="needs a challenger version"):
         Traffic(challenger_weight=0.3)
+
+
+def test_the_event_driven_path_starts_then_finishes_when_the_endpoint_is_done(aws, lifecycle):
+    lifecycle.set_desired(
+        DesiredState(champion="v1", traffic=Traffic(challenger="v2", challenger_weight=0.3))
+    )
+    pending = lifecycle.start()
+    assert pending.endpoint_config is not None
+    assert not pending.weights_only
+    assert lifecycle.pending() == pending, "the lock holds what finish must find"
+    last = lifecycle.last_request()
+    assert last is not None
+    assert last.status == "in-progress"
+    assert lifecycle.finish() is None, "first look: the endpoint is still Updating"
+    verified = lifecycle.finish()
+    assert verified is not None
+    assert verified.endpoint_config == pending.endpoint_config
+    assert verified.variants["ModelB"].weight == 0.3
+    assert lifecycle.pending() is None, "the lock is released"
+    with pytest.raises(UsageError, match="no deployment is in progress"):
+        lifecycle.finish()
+
+
+def test_a_deployment_that_outlives_the_wait_can_be_finished_later(aws, lifecycle):
+    lifecycle.timeout_seconds = 0.0
+    with pytest.raises(MlpipeError, match="mlpipe models finish"):
+        lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    assert lifecycle.pending() is not None, "still in progress: the lock stays"
+    verified = lifecycle.finish()
+    assert verified is not None
+    assert verified.variants["ModelB"].version == "v2"
+    assert lifecycle.verified() == verified
