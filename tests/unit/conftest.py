@@ -1,15 +1,25 @@
-"""Shared unit-test fixtures: both model versions trained once per test session (a few seconds)."""
+"""Shared unit-test fixtures: a moto account shaped like a stage, model archives, trained models."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from local.emulator import sagemaker as sagemaker_ext
+from mlpipe.artifact import read_artifact
+from mlpipe.registry import ModelRegistry
+from mlpipe.stage import RegistryLocation
 from model import data, train
+from shared.outputs import DataOutputs
 
 
 @dataclass(frozen=True)
@@ -44,3 +54,139 @@ def trained(tmp_path_factory) -> Trained:
 def feature_rows(dataset: data.Dataset, split: data.Split, count: int) -> list[dict[str, float]]:
     """The first ``count`` rows of a split in the canonical object form."""
     return [dict(zip(dataset.feature_names, row, strict=True)) for row in split.features[:count].tolist()]
+
+
+BUCKET = "ml-pipeline-models-local-us-east-1-123456789012"
+PATH = "/ml-pipeline/local/models"
+ENDPOINT = "ml-pipeline-endpoint-local-us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/ml-pipeline-sagemaker-local"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
+VPC = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a", "subnet-0b"]}
+
+
+@pytest.fixture
+def aws(monkeypatch) -> Iterator[boto3.session.Session]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield boto3.session.Session(region_name="us-east-1")
+
+
+@pytest.fixture
+def data_stack(aws) -> RegistryLocation:
+    """The parts of ml-pipeline-data-local the registry uses: a versioned bucket and the outputs."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    template = {
+        "Resources": {
+            "Active": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": f"{PATH}/active-version", "Type": "String", "Value": "v1"},
+            }
+        },
+        "Outputs": {
+            DataOutputs.MODEL_BUCKET_NAME: {"Value": BUCKET},
+            DataOutputs.MODEL_PARAMETERS_PATH: {"Value": PATH},
+        },
+    }
+    aws.client("cloudformation").create_stack(
+        StackName="ml-pipeline-data-local", TemplateBody=json.dumps(template)
+    )
+    return RegistryLocation(stage="local", model_bucket=BUCKET, parameters_path=PATH)
+
+
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def make_artifact(tmp_path) -> Callable[..., Path]:
+    """make_artifact(name, accuracy=..., drop=(...)) -> a model.tar.gz with the trained layout."""
+
+    def make(name: str = "model", *, accuracy: float = 0.95, drop: tuple[str, ...] = ()) -> Path:
+        members = {
+            "model.joblib": f"weights of {name}".encode(),
+            "schema.json": json.dumps({"features": [{"name": "x", "type": "number"}]}).encode(),
+            "metrics.json": json.dumps(
+                {"algorithm": name, "test_metrics": {"accuracy": accuracy}, "n_test": 114}
+            ).encode(),
+            "baseline.json": json.dumps({"x": {"mean": 0.0, "std": 1.0}}).encode(),
+            "code/inference.py": b"def model_fn(model_dir):\n    return model_dir\n",
+        }
+        for member in drop:
+            members.pop(member)
+        return _archive(tmp_path / f"{name}.tar.gz", members)
+
+    return make
+
+
+@pytest.fixture
+def emulator():
+    sagemaker_ext.install()
+    sagemaker_ext.reset()
+    yield sagemaker_ext
+    sagemaker_ext.reset()
+
+
+@pytest.fixture
+def stage(aws, data_stack, make_artifact, emulator):
+    """v1 and v2 registered; the endpoint as the inference stack creates it (v1 on both variants)."""
+    registry = ModelRegistry(location=data_stack, s3=aws.client("s3"), ssm=aws.client("ssm"))
+    registered = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+    registry.register(read_artifact(make_artifact("logreg", accuracy=0.95)), "v1", actor="ci", now=registered)
+    registry.register(
+        read_artifact(make_artifact("boosting", accuracy=0.96)), "v2", actor="ci", now=registered
+    )
+    sm = aws.client("sagemaker")
+    for name in ("stack-model-a", "stack-model-b"):
+        sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/v1/model.tar.gz"},
+            VpcConfig=VPC,
+        )
+    sm.create_endpoint_config(
+        EndpointConfigName="stack-config",
+        ProductionVariants=[
+            {
+                "VariantName": variant,
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": weight,
+            }
+            for variant, model, weight in (("ModelA", "stack-model-a", 1.0), ("ModelB", "stack-model-b", 0.0))
+        ],
+        DataCaptureConfig={
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": "s3://data/data-capture/",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        },
+    )
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="stack-config")
+    return registry
+
+
+@pytest.fixture
+def lambda_context():
+    """A Lambda context object as the runtime passes it (Powertools reads these attributes)."""
+
+    class Context:
+        function_name = "ml-pipeline-test-local-us-east-1"
+        memory_limit_in_mb = 256
+        invoked_function_arn = (
+            "arn:aws:lambda:us-east-1:123456789012:function:ml-pipeline-test-local-us-east-1"
+        )
+        aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    return Context()

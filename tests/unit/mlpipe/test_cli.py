@@ -8,7 +8,7 @@ import pytest
 
 from mlpipe.cli import main
 from shared.outputs import InferenceOutputs
-from tests.unit.mlpipe.conftest import ENDPOINT, IMAGE, PATH, ROLE
+from tests.unit.conftest import ENDPOINT, IMAGE, PATH, ROLE
 
 
 def test_register_list_show_history_through_the_cli(aws, data_stack, make_artifact, capsys):

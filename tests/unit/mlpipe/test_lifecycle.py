@@ -14,7 +14,7 @@ import pytest
 from mlpipe.errors import ConflictError, MissingStageError, MlpipeError, UnknownVersionError, UsageError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.state import DesiredState, Traffic, parse_weights
-from tests.unit.mlpipe.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE, VPC
+from tests.unit.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE, VPC
 
 
 class Clock:

@@ -11,7 +11,7 @@ import pytest
 from mlpipe.artifact import read_artifact
 from mlpipe.errors import ConflictError, InvalidArtifactError, MlpipeError, UnknownVersionError, UsageError
 from mlpipe.registry import ModelRegistry
-from tests.unit.mlpipe.conftest import BUCKET, PATH
+from tests.unit.conftest import BUCKET, PATH
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

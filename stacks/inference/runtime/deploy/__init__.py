@@ -1,0 +1,1 @@
+"""The deploy function: reconciles the endpoint when the desired model state changes."""

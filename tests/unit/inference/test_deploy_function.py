@@ -1,0 +1,126 @@
+"""The deploy function: EventBridge events in, mlpipe's start/finish out (moto + emulator)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+from pydantic import ValidationError
+
+from mlpipe.state import DesiredState, Traffic
+from stacks.inference.runtime.deploy.handler import Settings, build_lifecycle, handler, route
+from tests.unit.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE
+
+ENVIRONMENT = {
+    "STAGE": "local",
+    "ENDPOINT_NAME": ENDPOINT,
+    "SAGEMAKER_EXECUTION_ROLE_ARN": ROLE,
+    "INFERENCE_IMAGE_URI": IMAGE,
+    "MODEL_BUCKET": BUCKET,
+    "MODEL_PARAMETERS_PATH": PATH,
+}
+
+
+def parameter_change(name: str) -> EventBridgeEvent:
+    return EventBridgeEvent(
+        {
+            "version": "0",
+            "id": "1",
+            "detail-type": "Parameter Store Change",
+            "source": "aws.ssm",
+            "account": "123456789012",
+            "time": "2026-11-24T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:ssm:us-east-1:123456789012:parameter{name}"],
+            "detail": {"operation": "Update", "name": name, "type": "String"},
+        }
+    )
+
+
+def endpoint_change(endpoint: str, status: str = "IN_SERVICE") -> EventBridgeEvent:
+    return EventBridgeEvent(
+        {
+            "version": "0",
+            "id": "2",
+            "detail-type": "SageMaker Endpoint State Change",
+            "source": "aws.sagemaker",
+            "account": "123456789012",
+            "time": "2026-11-24T12:05:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{endpoint}"],
+            "detail": {"EndpointName": endpoint, "EndpointStatus": status},
+        }
+    )
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_environment(ENVIRONMENT)
+
+
+@pytest.fixture
+def lifecycle(aws, stage, settings):
+    return build_lifecycle(settings, aws)
+
+
+def _desire(lifecycle, challenger: str, weight: float) -> None:
+    lifecycle.set_desired(
+        DesiredState(champion="v1", traffic=Traffic(challenger=challenger, challenger_weight=weight))
+    )
+
+
+def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(lifecycle, settings):
+    _desire(lifecycle, "v2", 0.25)
+    started = route(parameter_change(f"{PATH}/traffic"), settings, lifecycle)
+    assert started.action == "started"
+    assert route(endpoint_change(ENDPOINT, "UPDATING"), settings, lifecycle).action == "waiting"
+    finished = route(endpoint_change(ENDPOINT), settings, lifecycle)
+    assert finished.action == "finished"
+    verified = lifecycle.verified()
+    assert verified is not None
+    assert verified.variants["ModelB"].version == "v2"
+    assert verified.variants["ModelB"].weight == 0.25
+
+
+def test_a_change_during_a_deployment_is_deployed_after_it(lifecycle, settings):
+    _desire(lifecycle, "v2", 0.25)
+    assert route(parameter_change(f"{PATH}/traffic"), settings, lifecycle).action == "started"
+    _desire(lifecycle, "v2", 0.5)  # an operator moves on while SageMaker is updating
+    assert route(parameter_change(f"{PATH}/traffic"), settings, lifecycle).action == "busy"
+    route(endpoint_change(ENDPOINT, "UPDATING"), settings, lifecycle)
+    finished = route(endpoint_change(ENDPOINT), settings, lifecycle)
+    assert finished.action == "finished"
+    assert "desired state changed since: started" in finished.detail
+    assert route(endpoint_change(ENDPOINT), settings, lifecycle).action == "finished"
+    verified = lifecycle.verified()
+    assert verified is not None
+    assert verified.variants["ModelB"].weight == 0.5
+
+
+def test_events_for_other_parameters_or_endpoints_are_ignored(lifecycle, settings):
+    assert route(parameter_change(f"{PATH}/verified"), settings, lifecycle).action == "ignored"
+    assert route(endpoint_change("someone-elses-endpoint"), settings, lifecycle).action == "ignored"
+    assert route(endpoint_change(ENDPOINT), settings, lifecycle).action == "ignored"  # nothing in progress
+    assert lifecycle.pending() is None
+
+
+def test_the_lambda_entry_point_reports_a_failed_deployment_without_raising(
+    aws, stage, monkeypatch, lambda_context
+):
+    for key, value in ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("stacks.inference.runtime.deploy.handler.boto3.session.Session", lambda: aws)
+    aws.client("ssm").put_parameter(
+        Name=f"{PATH}/traffic",
+        Value=json.dumps({"challenger": "v7", "challenger_weight": 0.1}),
+        Type="String",
+    )
+    result = handler(parameter_change(f"{PATH}/traffic").raw_event, lambda_context)
+    assert result["action"] == "failed"
+    assert "v7 is not registered" in result["detail"]
+
+
+def test_invalid_configuration_is_refused_with_the_field_named():
+    with pytest.raises(ValidationError, match="SAGEMAKER_EXECUTION_ROLE_ARN"):
+        Settings.from_environment({**ENVIRONMENT, "SAGEMAKER_EXECUTION_ROLE_ARN": "not-an-arn"})
