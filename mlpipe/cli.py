@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from mlpipe.artifact import read_artifact
+from mlpipe.cache import stage_cache_flusher
 from mlpipe.errors import FAILURE_EXIT, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
@@ -93,6 +94,15 @@ def _lifecycle(
         execution_role_arn=outputs[InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN],
         image_uri=outputs[InferenceOutputs.INFERENCE_IMAGE_URI],
     )
+    hooks = []
+    if InferenceOutputs.REST_API_ID in outputs and InferenceOutputs.API_STAGE_NAME in outputs:
+        hooks.append(
+            stage_cache_flusher(
+                session.client("apigateway"),
+                rest_api_id=outputs[InferenceOutputs.REST_API_ID],
+                stage_name=outputs[InferenceOutputs.API_STAGE_NAME],
+            )
+        )
     return Lifecycle(
         location=registry.location,
         target=target,
@@ -103,6 +113,7 @@ def _lifecycle(
         actor=_actor(session),
         poll_seconds=args.poll_seconds,
         timeout_seconds=args.timeout_seconds,
+        on_verified=hooks,
     )
 
 

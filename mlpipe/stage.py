@@ -80,4 +80,5 @@ def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     missing = [key for key in keys if key not in outputs]
     if missing:
         raise MissingStageError(f"stack {stack_name} has no output {', '.join(missing)}; is it up to date?")
-    return {key: outputs[key] for key in keys}
+    optional = (InferenceOutputs.REST_API_ID, InferenceOutputs.API_STAGE_NAME)
+    return {key: outputs[key] for key in (*keys, *optional) if key in outputs}

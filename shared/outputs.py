@@ -37,3 +37,5 @@ class InferenceOutputs:
     ENDPOINT_NAME: Final = "EndpointName"
     SAGEMAKER_EXECUTION_ROLE_ARN: Final = "SageMakerExecutionRoleArn"
     INFERENCE_IMAGE_URI: Final = "InferenceImageUri"
+    REST_API_ID: Final = "RestApiId"
+    API_STAGE_NAME: Final = "ApiStageName"

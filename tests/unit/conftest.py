@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local.emulator import apigateway as apigateway_ext
 from local.emulator import sagemaker as sagemaker_ext
 from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
@@ -190,3 +191,18 @@ def lambda_context():
         aws_request_id = "00000000-0000-0000-0000-000000000000"
 
     return Context()
+
+
+@pytest.fixture
+def rest_api(aws) -> Iterator[tuple[str, str]]:
+    """An API with a deployed stage in the moto account, with FlushStageCache added; (api id, stage)."""
+    apigateway_ext.install()
+    apigateway_ext.reset()
+    client = aws.client("apigateway")
+    api_id = client.create_rest_api(name="ml-pipeline-api-local-us-east-1")["id"]
+    root = client.get_resources(restApiId=api_id)["items"][0]["id"]
+    client.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    client.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    client.create_deployment(restApiId=api_id, stageName="local")
+    yield api_id, "local"
+    apigateway_ext.reset()

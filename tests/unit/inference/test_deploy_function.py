@@ -8,6 +8,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from pydantic import ValidationError
 
+from local.emulator import apigateway as apigateway_ext
 from mlpipe.state import DesiredState, Traffic
 from stacks.inference.runtime.deploy.handler import Settings, build_lifecycle, handler, route
 from tests.unit.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE
@@ -55,8 +56,14 @@ def endpoint_change(endpoint: str, status: str = "IN_SERVICE") -> EventBridgeEve
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings.from_environment(ENVIRONMENT)
+def environment(rest_api) -> dict[str, str]:
+    api_id, stage_name = rest_api
+    return {**ENVIRONMENT, "REST_API_ID": api_id, "API_STAGE_NAME": stage_name}
+
+
+@pytest.fixture
+def settings(environment) -> Settings:
+    return Settings.from_environment(environment)
 
 
 @pytest.fixture
@@ -70,7 +77,7 @@ def _desire(lifecycle, challenger: str, weight: float) -> None:
     )
 
 
-def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(lifecycle, settings):
+def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(lifecycle, settings, rest_api):
     _desire(lifecycle, "v2", 0.25)
     started = route(parameter_change(f"{PATH}/traffic"), settings, lifecycle)
     assert started.action == "started"
@@ -81,6 +88,7 @@ def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(lifecycle
     assert verified is not None
     assert verified.variants["ModelB"].version == "v2"
     assert verified.variants["ModelB"].weight == 0.25
+    assert apigateway_ext.flushes[rest_api] == 1, "the API cache is flushed once the deployment is verified"
 
 
 def test_a_change_during_a_deployment_is_deployed_after_it(lifecycle, settings):
@@ -106,9 +114,9 @@ def test_events_for_other_parameters_or_endpoints_are_ignored(lifecycle, setting
 
 
 def test_the_lambda_entry_point_reports_a_failed_deployment_without_raising(
-    aws, stage, monkeypatch, lambda_context
+    aws, stage, environment, monkeypatch, lambda_context
 ):
-    for key, value in ENVIRONMENT.items():
+    for key, value in environment.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr("stacks.inference.runtime.deploy.handler.boto3.session.Session", lambda: aws)
     aws.client("ssm").put_parameter(
@@ -121,6 +129,9 @@ def test_the_lambda_entry_point_reports_a_failed_deployment_without_raising(
     assert "v7 is not registered" in result["detail"]
 
 
-def test_invalid_configuration_is_refused_with_the_field_named():
+def test_invalid_configuration_is_refused_with_the_field_named(environment):
     with pytest.raises(ValidationError, match="SAGEMAKER_EXECUTION_ROLE_ARN"):
-        Settings.from_environment({**ENVIRONMENT, "SAGEMAKER_EXECUTION_ROLE_ARN": "not-an-arn"})
+        Settings.from_environment({**environment, "SAGEMAKER_EXECUTION_ROLE_ARN": "not-an-arn"})
+    missing = {k: v for k, v in environment.items() if k != "REST_API_ID"}
+    with pytest.raises(ValidationError, match="REST_API_ID"):
+        Settings.from_environment(missing)

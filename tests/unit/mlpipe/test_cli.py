@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from local.emulator import apigateway as apigateway_ext
 from mlpipe.cli import main
 from shared.outputs import InferenceOutputs
 from tests.unit.conftest import ENDPOINT, IMAGE, PATH, ROLE
@@ -51,7 +52,7 @@ def test_invalid_artifact_exits_2(aws, data_stack, tmp_path, capsys):
 
 
 @pytest.fixture
-def inference_stack(aws, stage):
+def inference_stack(aws, stage, rest_api):
     """The inference stack's outputs mlpipe reads (the endpoint itself comes from the stage fixture)."""
     template = {
         "Resources": {
@@ -64,6 +65,8 @@ def inference_stack(aws, stage):
             InferenceOutputs.ENDPOINT_NAME: {"Value": ENDPOINT},
             InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN: {"Value": ROLE},
             InferenceOutputs.INFERENCE_IMAGE_URI: {"Value": IMAGE},
+            InferenceOutputs.REST_API_ID: {"Value": rest_api[0]},
+            InferenceOutputs.API_STAGE_NAME: {"Value": rest_api[1]},
         },
     }
     aws.client("cloudformation").create_stack(
@@ -77,7 +80,7 @@ def _run(aws, capsys, *argv):
     return code, json.loads(captured.out or captured.err)
 
 
-def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_stack, capsys):
+def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_stack, rest_api, capsys):
     code, deployed = _run(aws, capsys, "models", "deploy", "v2", "--variant", "ModelB", "--weight", "0.2")
     assert code == 0
     assert deployed["variants"]["ModelB"]["version"] == "v2"
@@ -96,6 +99,8 @@ def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_s
     assert promoted["variants"]["ModelA"]["version"] == "v2"
     assert main(["models", "status"], session=aws) == 0
     assert "desired:  ModelA=v2@1, ModelB=v2@0" in capsys.readouterr().out
+    # every verified change flushed the API cache: deploy, weights, rollback, promote
+    assert apigateway_ext.flushes[rest_api] == 4
 
 
 @pytest.mark.parametrize(

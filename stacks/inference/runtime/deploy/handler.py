@@ -5,7 +5,8 @@ Two EventBridge rules invoke it:
 - ``Parameter Store Change`` of the desired parameters (``active-version``, ``traffic``): start a
   deployment (lock, SageMaker models, endpoint config, UpdateEndpoint) and return at once;
 - ``SageMaker Endpoint State Change`` of this endpoint: finish the deployment in progress (verify
-  the endpoint runs what was asked, record the verified state or the failure, release the lock).
+  the endpoint runs what was asked, record the verified state or the failure, release the lock,
+  flush the API's stage cache).
 
 A deployment takes minutes to an hour, longer than a Lambda may run, so nothing waits here. After
 a deployment finishes, a desired state that changed meanwhile starts the next one, so operators'
@@ -24,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mlpipe.cache import stage_cache_flusher
 from mlpipe.errors import ConflictError, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
@@ -48,6 +50,8 @@ class Settings(BaseModel):
     image_uri: str = Field(alias="INFERENCE_IMAGE_URI", min_length=1)
     model_bucket: str = Field(alias="MODEL_BUCKET", min_length=3)
     parameters_path: str = Field(alias="MODEL_PARAMETERS_PATH", pattern=r"^/")
+    rest_api_id: str = Field(alias="REST_API_ID", min_length=1)
+    api_stage_name: str = Field(alias="API_STAGE_NAME", min_length=1)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -80,6 +84,13 @@ def build_lifecycle(settings: Settings, session: Any) -> Lifecycle:
         sagemaker=session.client("sagemaker"),
         s3=s3,
         actor=f"deploy-function:{settings.stage}",
+        on_verified=[
+            stage_cache_flusher(
+                session.client("apigateway"),
+                rest_api_id=settings.rest_api_id,
+                stage_name=settings.api_stage_name,
+            )
+        ],
     )
 
 
