@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -49,7 +50,7 @@ def emulator_url():
     assert "emulator gap patched: API Gateway FlushStageCache" in output
 
 
-def _client(service: str, url: str):
+def _client(service: Any, url: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=url,
