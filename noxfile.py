@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on project code (configuration in pyproject.toml)."""
-    install(session, "infra", "runtime", "model", "policy", "test", "lint")
+    install(session, "infra", "runtime", "model", "report", "policy", "test", "lint")
     session.run("mypy")
 
 
@@ -77,7 +77,7 @@ def guard(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
     """Unit tests (no network; moto in-process) and template assertions."""
-    install(session, "infra", "runtime", "model", "policy", "test")
+    install(session, "infra", "runtime", "model", "report", "policy", "test")
     session.run("pytest", "tests/unit", "tests/infra", *session.posargs, env=QUIET_NODE)
 
 

@@ -4,6 +4,7 @@
     mlpipe models list | show v2 | history [--limit 20]
     mlpipe models deploy v2 --variant ModelB --weight 0.2
     mlpipe models weights A=0.5 B=0.5 | promote | rollback | status | finish | unlock
+    mlpipe ab report --since 24h [--output reports/ab]
 
 The stage's resources are read from its stacks' outputs. Credentials and region come from the
 usual AWS settings; ``AWS_ENDPOINT_URL`` points boto3 at the local stage's emulated account.
@@ -18,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,16 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from mlpipe import ab
 from mlpipe.artifact import read_artifact
 from mlpipe.cache import stage_cache_flusher
 from mlpipe.errors import FAILURE_EXIT, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import endpoint_outputs, registry_location
+from mlpipe.stage import endpoint_outputs, registry_location, stack_outputs
 from mlpipe.state import CHALLENGER, VARIANTS, DesiredState, VerifiedState, parse_weights
-from shared.outputs import InferenceOutputs
+from shared.config import ENVIRONMENTS
+from shared.outputs import DataOutputs, InferenceOutputs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +79,62 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="desired vs verified state and the last request")
     commands.add_parser("unlock", help="release a deploy lock left by a deployment that died")
     commands.add_parser("finish", help="verify and record a deployment that is still in progress")
+    ab = groups.add_parser("ab", help="A/B evaluation of the variants")
+    ab_commands = ab.add_subparsers(dest="command", required=True)
+    report = ab_commands.add_parser(
+        "report", help="per-variant traffic, latency, errors, accuracy; Markdown + PNG"
+    )
+    report.add_argument("--since", type=_duration, default=_duration("24h"), help="window, e.g. 24h, 90m, 7d")
+    report.add_argument(
+        "--output", type=Path, default=Path("reports/ab"), help="folder for ab-report.md/.png"
+    )
     return parser
+
+
+def _duration(text: str) -> timedelta:
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window like 24h, 90m or 7d")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def _ab_report(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
+    cloudformation = session.client("cloudformation")
+    location = registry_location(cloudformation, args.stage)  # checks the stage first
+    data_outputs = stack_outputs(cloudformation, ENVIRONMENTS[args.stage].stack_name("data"))
+    endpoint = endpoint_outputs(cloudformation, args.stage)[InferenceOutputs.ENDPOINT_NAME]
+    registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
+    until = datetime.now(UTC)
+    since = until - args.since
+    table = session.resource("dynamodb").Table(data_outputs[DataOutputs.PREDICTIONS_TABLE_NAME])
+    records = ab.collect(table, [r.version for r in registry.list_versions()], since, until)
+    metrics = ab.invocation_metrics(session.client("cloudwatch"), endpoint, VARIANTS, since, until)
+    stats = ab.summarize(records, metrics)
+    text = ab.markdown(stats, since, until)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "ab-report.md").write_text(text)
+    png = ab.chart(stats, args.output / "ab-report.png")
+    data = {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "variants": {
+            name: {
+                "versions": list(s.versions),
+                "predictions": s.predictions,
+                "latency_p50_ms": s.latency_p50_ms,
+                "latency_p99_ms": s.latency_p99_ms,
+                "error_rate": s.error_rate,
+                "labelled": s.labelled,
+                "accuracy": s.accuracy,
+                "accuracy_interval": s.accuracy_interval,
+            }
+            for name, s in stats.items()
+        },
+        "markdown": str(args.output / "ab-report.md"),
+        "chart": str(png),
+    }
+    return text + f"\nwritten: {args.output / 'ab-report.md'}, {png}", data
 
 
 def _actor(session: boto3.session.Session) -> str:
@@ -171,6 +230,8 @@ def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[
 
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
+    if args.group == "ab":
+        return _ab_report(args, session)
     location = registry_location(session.client("cloudformation"), args.stage)
     registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
     if args.command in {"deploy", "weights", "promote", "rollback", "status", "unlock", "finish"}:

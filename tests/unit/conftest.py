@@ -59,6 +59,7 @@ def feature_rows(dataset: data.Dataset, split: data.Split, count: int) -> list[d
 
 BUCKET = "ml-pipeline-models-local-us-east-1-123456789012"
 PATH = "/ml-pipeline/local/models"
+TABLE = "ml-pipeline-predictions-local-us-east-1"
 ENDPOINT = "ml-pipeline-endpoint-local-us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/ml-pipeline-sagemaker-local"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
@@ -92,6 +93,7 @@ def data_stack(aws) -> RegistryLocation:
         "Outputs": {
             DataOutputs.MODEL_BUCKET_NAME: {"Value": BUCKET},
             DataOutputs.MODEL_PARAMETERS_PATH: {"Value": PATH},
+            DataOutputs.PREDICTIONS_TABLE_NAME: {"Value": TABLE},
         },
     }
     aws.client("cloudformation").create_stack(
@@ -206,3 +208,32 @@ def rest_api(aws) -> Iterator[tuple[str, str]]:
     client.create_deployment(restApiId=api_id, stageName="local")
     yield api_id, "local"
     apigateway_ext.reset()
+
+
+@pytest.fixture
+def predictions_table(aws):
+    """The predictions table as the data stack declares it (keys and the by-model-version index)."""
+    dynamodb = aws.resource("dynamodb")
+    return dynamodb.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[
+            {"AttributeName": "predictionId", "KeyType": "HASH"},
+            {"AttributeName": "timestamp", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "predictionId", "AttributeType": "S"},
+            {"AttributeName": "timestamp", "AttributeType": "S"},
+            {"AttributeName": "modelVersion", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-model-version",
+                "KeySchema": [
+                    {"AttributeName": "modelVersion", "KeyType": "HASH"},
+                    {"AttributeName": "timestamp", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
