@@ -20,7 +20,7 @@ from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
 from mlpipe.stage import RegistryLocation
 from model import data, train
-from shared.outputs import DataOutputs
+from shared.outputs import DataOutputs, InferenceOutputs
 
 
 @dataclass(frozen=True)
@@ -236,4 +236,27 @@ def predictions_table(aws):
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
+    )
+
+
+@pytest.fixture
+def inference_stack(aws, stage, rest_api):
+    """The inference stack's outputs mlpipe reads (the endpoint itself comes from the stage fixture)."""
+    template = {
+        "Resources": {
+            "Marker": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/probe/inference", "Type": "String", "Value": "x"},
+            }
+        },
+        "Outputs": {
+            InferenceOutputs.ENDPOINT_NAME: {"Value": ENDPOINT},
+            InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN: {"Value": ROLE},
+            InferenceOutputs.INFERENCE_IMAGE_URI: {"Value": IMAGE},
+            InferenceOutputs.REST_API_ID: {"Value": rest_api[0]},
+            InferenceOutputs.API_STAGE_NAME: {"Value": rest_api[1]},
+        },
+    }
+    aws.client("cloudformation").create_stack(
+        StackName="ml-pipeline-inference-local", TemplateBody=json.dumps(template)
     )

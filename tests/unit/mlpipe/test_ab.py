@@ -10,9 +10,8 @@ import pytest
 
 from mlpipe import ab
 from mlpipe.cli import main
-from shared.outputs import InferenceOutputs
 from shared.predictions import PredictionRecord, expiration_time, timestamp
-from tests.unit.conftest import ENDPOINT, IMAGE, ROLE
+from tests.unit.conftest import ENDPOINT
 
 
 def _stats(variant: str, labelled: int, correct: int) -> ab.VariantStats:
@@ -133,23 +132,9 @@ def test_summary_from_the_table_and_the_metrics(aws, predictions_table, traffic)
     assert comparison.significant
 
 
-def test_report_command_writes_markdown_and_a_png(aws, stage, predictions_table, traffic, tmp_path, capsys):  # noqa: PLR0917
-    template = {
-        "Resources": {
-            "Marker": {
-                "Type": "AWS::SSM::Parameter",
-                "Properties": {"Name": "/probe/i", "Type": "String", "Value": "x"},
-            }
-        },
-        "Outputs": {
-            InferenceOutputs.ENDPOINT_NAME: {"Value": ENDPOINT},
-            InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN: {"Value": ROLE},
-            InferenceOutputs.INFERENCE_IMAGE_URI: {"Value": IMAGE},
-        },
-    }
-    aws.client("cloudformation").create_stack(
-        StackName="ml-pipeline-inference-local", TemplateBody=json.dumps(template)
-    )
+def test_report_command_writes_markdown_and_a_png(  # noqa: PLR0917
+    aws, inference_stack, predictions_table, traffic, tmp_path, capsys
+):
     out = tmp_path / "ab"
     assert main(["--json", "ab", "report", "--since", "24h", "--output", str(out)], session=aws) == 0
     data = json.loads(capsys.readouterr().out)

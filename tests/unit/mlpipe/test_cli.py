@@ -8,8 +8,7 @@ import pytest
 
 from local.emulator import apigateway as apigateway_ext
 from mlpipe.cli import main
-from shared.outputs import InferenceOutputs
-from tests.unit.conftest import ENDPOINT, IMAGE, PATH, ROLE
+from tests.unit.conftest import PATH
 
 
 def test_register_list_show_history_through_the_cli(aws, data_stack, make_artifact, capsys):
@@ -49,29 +48,6 @@ def test_invalid_artifact_exits_2(aws, data_stack, tmp_path, capsys):
     bad.write_bytes(b"nope")
     assert main(["models", "register", str(bad), "--version", "v1"], session=aws) == 2
     assert "not a readable .tar.gz archive" in capsys.readouterr().err
-
-
-@pytest.fixture
-def inference_stack(aws, stage, rest_api):
-    """The inference stack's outputs mlpipe reads (the endpoint itself comes from the stage fixture)."""
-    template = {
-        "Resources": {
-            "Marker": {
-                "Type": "AWS::SSM::Parameter",
-                "Properties": {"Name": "/probe/inference", "Type": "String", "Value": "x"},
-            }
-        },
-        "Outputs": {
-            InferenceOutputs.ENDPOINT_NAME: {"Value": ENDPOINT},
-            InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN: {"Value": ROLE},
-            InferenceOutputs.INFERENCE_IMAGE_URI: {"Value": IMAGE},
-            InferenceOutputs.REST_API_ID: {"Value": rest_api[0]},
-            InferenceOutputs.API_STAGE_NAME: {"Value": rest_api[1]},
-        },
-    }
-    aws.client("cloudformation").create_stack(
-        StackName="ml-pipeline-inference-local", TemplateBody=json.dumps(template)
-    )
 
 
 def _run(aws, capsys, *argv):
