@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         help="how often to check an updating endpoint (default 30)",
     )
     parser.add_argument(
+        "--via-events",
+        action="store_true",
+        help="only set the desired state and wait for the stage's deploy function to reconcile it",
+    )
+    parser.add_argument(
         "--timeout-seconds",
         type=float,
         default=3600.0,
@@ -172,7 +177,8 @@ def _lifecycle(
         actor=_actor(session),
         poll_seconds=args.poll_seconds,
         timeout_seconds=args.timeout_seconds,
-        on_verified=hooks,
+        on_verified=[] if args.via_events else hooks,  # the deploy function flushes in that case
+        via_events=args.via_events,
     )
 
 

@@ -71,6 +71,8 @@ class Lifecycle:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # called with the new verified state (e.g. flush the API stage cache)
     on_verified: list[Callable[[VerifiedState], None]] = field(default_factory=list)
+    # the CLI's --via-events: the stage's deploy function reconciles, mlpipe waits for its outcome
+    via_events: bool = False
 
     # ----- desired state -----
     def desired(self) -> DesiredState:
@@ -177,9 +179,29 @@ class Lifecycle:
         return current, self.apply(previous.as_desired())
 
     def apply(self, desired: DesiredState) -> VerifiedState:
-        """Set the desired state and reconcile to it now (the direct path)."""
+        """Set the desired state, then reconcile to it now, or wait for the deploy function to."""
         self.set_desired(desired)
+        if self.via_events:
+            return self.wait_for_deploy_function(desired)
         return self.reconcile()
+
+    def wait_for_deploy_function(self, desired: DesiredState) -> VerifiedState:
+        """Wait until a verified state matches ``desired`` or the request for it failed."""
+        waited = 0.0
+        while True:
+            verified = self.verified()
+            if verified is not None and verified.as_desired() == desired:
+                return verified
+            last = self.last_request()
+            if last is not None and last.desired == desired and last.status == "failed":
+                raise MlpipeError(f"the deploy function's request {last.request_id} failed: {last.reason}")
+            if waited >= self.timeout_seconds:
+                raise MlpipeError(
+                    f"no verified state matches the request after {waited:.0f}s; the deploy function may "
+                    "still be working (`mlpipe models status`) or not be running"
+                )
+            self.sleep(self.poll_seconds)
+            waited += self.poll_seconds
 
     # ----- the reconcile: start (lock, models, update call) and finish (verify, record) -----
     def reconcile(self) -> VerifiedState:

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from pydantic import ValidationError
 
 from local.emulator import apigateway as apigateway_ext
+from mlpipe.errors import MlpipeError
 from mlpipe.state import DesiredState, Traffic
 from stacks.inference.runtime.deploy.handler import Settings, build_lifecycle, handler, route
 from tests.unit.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE
@@ -135,3 +136,34 @@ def test_invalid_configuration_is_refused_with_the_field_named(environment):
     missing = {k: v for k, v in environment.items() if k != "REST_API_ID"}
     with pytest.raises(ValidationError, match="REST_API_ID"):
         Settings.from_environment(missing)
+
+
+def test_mlpipe_via_events_sets_the_desired_state_and_waits_for_the_deploy_function(lifecycle, settings, aws):
+    """The CLI's --via-events path, with the deploy function reacting while mlpipe waits."""
+    events = iter(
+        [
+            parameter_change(f"{PATH}/traffic"),
+            endpoint_change(ENDPOINT, "UPDATING"),
+            endpoint_change(ENDPOINT),
+        ]
+    )
+    function = build_lifecycle(settings, aws)
+    lifecycle.via_events = True
+    lifecycle.poll_seconds = 1.0
+    lifecycle.sleep = lambda _seconds: route(next(events), settings, function)
+    verified = lifecycle.deploy("v2", variant="ModelB", weight=0.3)
+    assert verified.variants["ModelB"].version == "v2"
+    assert verified.variants["ModelB"].weight == 0.3
+
+
+def test_via_events_reports_the_deploy_function_failure(lifecycle, settings, aws):
+    lifecycle.via_events = True
+    lifecycle.timeout_seconds = 5.0
+    lifecycle.poll_seconds = 1.0
+    aws.client("s3").put_object(Bucket=BUCKET, Key="models/v2/model.tar.gz", Body=b"tampered")
+    function = build_lifecycle(settings, aws)
+    lifecycle.sleep = lambda _seconds: route(parameter_change(f"{PATH}/traffic"), settings, function)
+    with pytest.raises(
+        MlpipeError, match=r"deploy function's request .* failed: .*overwritten outside mlpipe"
+    ):
+        lifecycle.deploy("v2", variant="ModelB", weight=0.3)
