@@ -53,6 +53,6 @@ class IsolatedSubnetAcl(Construct):
             self,
             nag=["AwsSolutions-VPC3"],
             reason="The network ACL is deliberate: the requirements ask for NACLs as a stateless second "
-            "layer behind the security groups, and its four entries are the reviewed minimum for HTTPS "
+            "layer behind the security groups, and its five entries are the reviewed minimum for HTTPS "
             "to the VPC endpoints and its return traffic.",
         )
