@@ -87,21 +87,22 @@ class Lifecycle:
         )
 
     def set_desired(self, desired: DesiredState) -> None:
-        """Record what operators ask for (the event-driven path reconciles on this change)."""
+        """Record what operators ask for (the event-driven path reconciles on each change).
+
+        Only parameters whose value changes are written, champion first, so a request that
+        changes one of them makes one change event. A request that changes both (promote,
+        rollback) makes two; a deployment started on the first may run an intermediate state
+        (new champion, old traffic), and finishing it starts the deployment of the final one.
+        """
         for version in {v.version for v in desired.variants().values()}:
             self.registry.get(version)  # unknown versions are refused before anything changes
-        self.ssm.put_parameter(
-            Name=self.location.parameters.traffic,
-            Value=desired.traffic.model_dump_json(),
-            Type="String",
-            Overwrite=True,
+        writes = (
+            (self.location.parameters.active_version, desired.champion),
+            (self.location.parameters.traffic, desired.traffic.model_dump_json()),
         )
-        self.ssm.put_parameter(
-            Name=self.location.parameters.active_version,
-            Value=desired.champion,
-            Type="String",
-            Overwrite=True,
-        )
+        for name, value in writes:
+            if self._get(name) != value:
+                self.ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
 
     # ----- status -----
     def verified(self) -> VerifiedState | None:

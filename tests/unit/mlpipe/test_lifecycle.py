@@ -265,3 +265,20 @@ def test_a_failed_cache_flush_is_reported_after_the_verified_state_is_recorded(a
     verified = lifecycle.verified()
     assert verified is not None
     assert verified.variants["ModelB"].version == "v2"
+
+
+def test_setting_the_desired_state_writes_only_what_changes(aws, lifecycle):
+    ssm = aws.client("ssm")
+
+    def version(name: str) -> int:
+        return int(ssm.get_parameter(Name=f"{PATH}/{name}")["Parameter"]["Version"])
+
+    lifecycle.set_desired(
+        DesiredState(champion="v1", traffic=Traffic(challenger="v2", challenger_weight=0.2))
+    )
+    champion_version, traffic_version = version("active-version"), version("traffic")
+    lifecycle.set_desired(
+        DesiredState(champion="v1", traffic=Traffic(challenger="v2", challenger_weight=0.4))
+    )
+    assert version("active-version") == champion_version, "an unchanged champion makes no change event"
+    assert version("traffic") == traffic_version + 1
