@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.model_parameters import ModelParameterNames
+from shared.model_parameters import VERSION_PATTERN, ModelParameterNames
 
 PROJECT: Final = "ml-pipeline"
 
@@ -176,7 +176,7 @@ class DataConfig(_Frozen):
     access_log_expiry_days: PositiveInt = 365
     # The first version `mlpipe models register` is expected to publish; the stack seeds
     # /ml-pipeline/{env}/models/active-version with it.
-    initial_model_version: Annotated[str, Field(pattern=r"^v\d+$")] = "v1"
+    initial_model_version: Annotated[str, Field(pattern=VERSION_PATTERN.pattern)] = "v1"
 
 
 class VariantConfig(_Frozen):

@@ -14,6 +14,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from shared.config import EnvironmentConfig
+from shared.model_parameters import VERSION_PATTERN
 
 
 class ModelRegistryParameters(Construct):
@@ -25,7 +26,7 @@ class ModelRegistryParameters(Construct):
             parameter_name=config.model_parameters.active_version,
             string_value=config.data.initial_model_version,
             description="Model version the inference layer serves; roll back by setting a previous version",
-            allowed_pattern=r"^v\d+$",
+            allowed_pattern=VERSION_PATTERN.pattern,
             tier=ssm.ParameterTier.STANDARD,
         )
         self.models_path = config.model_parameters_path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.config import ENVIRONMENTS
+from shared.model_parameters import VERSION_PATTERN
 from shared.outputs import DataOutputs
 from tests.infra.conftest import resources_of
 
@@ -213,7 +214,7 @@ def test_model_registry_parameter(env, template_json):
     (param,) = params.values()
     assert param["Properties"]["Name"] == f"/ml-pipeline/{env}/models/active-version"
     assert param["Properties"]["Value"] == ENVIRONMENTS[env].data.initial_model_version
-    assert param["Properties"]["AllowedPattern"] == r"^v\d+$"
+    assert param["Properties"]["AllowedPattern"] == VERSION_PATTERN.pattern == r"^v[1-9]\d{0,5}$"
 
 
 @pytest.mark.parametrize("env", ENVS)
