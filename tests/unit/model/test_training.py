@@ -196,7 +196,7 @@ def test_baseline_holds_statistics_and_histograms_a_drift_check_can_use(trained,
         histogram = stats["histogram"]
         edges = histogram["edges"]
         assert edges == sorted(set(edges))
-        assert 1 <= len(edges) <= 9
+        assert len(edges) in range(1, 10)
         assert len(histogram["counts"]) == len(edges) + 1 == len(histogram["proportions"])
         recount = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
         assert histogram["counts"] == recount.tolist()
