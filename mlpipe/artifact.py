@@ -30,6 +30,7 @@ class ModelArtifact:
     size_bytes: int
     metrics: dict[str, Any]
     baseline: bytes  # baseline.json as stored in the archive (uploaded beside it for drift checks)
+    schema: bytes  # schema.json (uploaded beside it: the API and the batch job validate rows with it)
 
 
 def read_artifact(path: Path) -> ModelArtifact:
@@ -47,6 +48,8 @@ def read_artifact(path: Path) -> ModelArtifact:
             metrics = _json_member(archive, path, "metrics.json")
             baseline = _member(archive, "baseline.json")
             json.loads(baseline)  # must be valid JSON; drift detection reads it
+            schema = _member(archive, "schema.json")
+            json.loads(schema)
     except (tarfile.TarError, OSError, EOFError) as err:
         raise InvalidArtifactError(f"{path}: not a readable .tar.gz archive ({err})") from None
     except json.JSONDecodeError as err:
@@ -54,7 +57,12 @@ def read_artifact(path: Path) -> ModelArtifact:
     if not isinstance(metrics, dict):
         raise InvalidArtifactError(f"{path}: metrics.json must hold an object")
     return ModelArtifact(
-        path=path, sha256=sha256_of(path), size_bytes=path.stat().st_size, metrics=metrics, baseline=baseline
+        path=path,
+        sha256=sha256_of(path),
+        size_bytes=path.stat().st_size,
+        metrics=metrics,
+        baseline=baseline,
+        schema=schema,
     )
 
 

@@ -33,6 +33,7 @@ class VersionRecord(BaseModel):
     sha256: str
     size_bytes: int
     baseline_uri: str
+    schema_uri: str
     metrics: dict[str, Any]
     registered_at: str
     registered_by: str
@@ -135,6 +136,10 @@ class ModelRegistry:
         self.s3.put_object(
             Bucket=bucket, Key=baseline_key, Body=artifact.baseline, ContentType="application/json"
         )
+        schema_key = self.location.schema_key(version)
+        self.s3.put_object(
+            Bucket=bucket, Key=schema_key, Body=artifact.schema, ContentType="application/json"
+        )
         record = VersionRecord(
             version=version,
             artifact_uri=f"s3://{bucket}/{key}",
@@ -142,6 +147,7 @@ class ModelRegistry:
             sha256=artifact.sha256,
             size_bytes=artifact.size_bytes,
             baseline_uri=f"s3://{bucket}/{baseline_key}",
+            schema_uri=f"s3://{bucket}/{schema_key}",
             metrics=_headline_metrics(artifact.metrics),
             registered_at=at,
             registered_by=actor,

@@ -31,6 +31,9 @@ class RegistryLocation:
     def baseline_key(self, version: str) -> str:
         return f"models/{version}/baseline.json"
 
+    def schema_key(self, version: str) -> str:
+        return f"models/{version}/schema.json"
+
     @property
     def history_prefix(self) -> str:
         return "registry/history/"
