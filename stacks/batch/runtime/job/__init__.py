@@ -1,0 +1,1 @@
+"""The batch inference job (runs on AWS Batch / Fargate from the project's job image)."""

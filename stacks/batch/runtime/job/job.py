@@ -1,0 +1,241 @@
+"""Batch inference: a CSV or JSON Lines file in S3 through the endpoint into DynamoDB and S3.
+
+    python -m stacks.batch.runtime.job.job s3://data-bucket/input/2026-11-24.csv
+
+The file is read as a stream in chunks of ``CHUNK_ROWS`` rows. Each row is checked against the
+champion's feature schema (``schema.json`` beside its artifact); an invalid row goes to
+``rejects.jsonl`` with the reason and the job carries on. Valid rows go to the endpoint in
+requests of ``REQUEST_ROWS`` rows (never one call per row). Predictions are written to the
+predictions table (batch writer: unprocessed items and throttling are retried) and, per chunk, to
+``{output prefix}/{input name}/part-NNNNN.jsonl``; ``manifest.json`` counts rows read, predicted,
+rejected and failed.
+
+Restartable: prediction ids derive from the input object (bucket, key, ETag) and the row number,
+the sort key is the input's last-modified time and part files are named by chunk, so a re-run of
+the same input overwrites what the first run wrote and never duplicates it. A request the
+endpoint refuses marks its rows failed (with the reason) instead of stopping the job; the job
+exits non-zero when any row failed, so the orchestrator sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.schema import FeatureSchema
+from shared.model_parameters import ModelParameterNames
+from shared.predictions import PredictionRecord, expiration_time, timestamp
+
+NAMESPACE = uuid.UUID("6f1f6f54-3c1e-4c8e-9a53-0d2f8b3c1a77")  # prediction ids of batch rows
+RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"})
+
+
+class JobSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    model_bucket: str = Field(alias="MODEL_BUCKET", min_length=3)
+    parameters_path: str = Field(alias="MODEL_PARAMETERS_PATH", pattern=r"^/")
+    table_name: str = Field(alias="PREDICTIONS_TABLE", min_length=3)
+    endpoint_name: str = Field(alias="ENDPOINT_NAME", min_length=1)
+    output_prefix: str = Field(alias="OUTPUT_PREFIX", pattern=r"^s3://[^/]+/")
+    ttl_days: int = Field(alias="PREDICTION_TTL_DAYS", gt=0)
+    chunk_rows: int = Field(default=1000, alias="CHUNK_ROWS", gt=0)
+    request_rows: int = Field(default=100, alias="REQUEST_ROWS", gt=0, le=1000)
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    predicted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+@dataclass(frozen=True)
+class RowError:
+    reason: str
+
+
+def read_rows(body: Any, key: str) -> Iterator[tuple[int, object]]:
+    """(row number, row) from a CSV with a header of feature names, or JSON Lines of objects/arrays."""
+    lines = (line.decode("utf-8") for line in body.iter_lines())
+    if key.endswith((".jsonl", ".json")):
+        for number, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield number, RowError(f"not valid JSON ({err.msg} at column {err.colno})")
+        return
+    if not key.endswith(".csv"):
+        raise ValueError(f"{key}: input must be .csv (with a header) or .jsonl")
+    reader = csv.DictReader(lines)
+    for number, record in enumerate(reader):
+        try:
+            yield number, {name: float(value) for name, value in record.items() if name is not None}
+        except (TypeError, ValueError):
+            yield number, RowError("a value is not a number")
+
+
+def chunks(rows: Iterator[tuple[int, object]], size: int) -> Iterator[list[tuple[int, object]]]:
+    chunk: list[tuple[int, object]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class BatchJob:
+    def __init__(self, settings: JobSettings, *, s3: Any, ssm: Any, runtime: Any, table: Any) -> None:
+        self.settings = settings
+        self.s3, self.ssm, self.runtime, self.table = s3, ssm, runtime, table
+
+    def load_schema(self) -> tuple[str, FeatureSchema]:
+        names = ModelParameterNames(self.settings.parameters_path)
+        version = self.ssm.get_parameter(Name=names.active_version)["Parameter"]["Value"]
+        body = self.s3.get_object(Bucket=self.settings.model_bucket, Key=f"models/{version}/schema.json")[
+            "Body"
+        ]
+        return version, FeatureSchema.from_json(body.read().decode("utf-8"))
+
+    def run(self, input_uri: str) -> Counts:
+        bucket, key = split_uri(input_uri)
+        head = self.s3.head_object(Bucket=bucket, Key=key)
+        as_of = head["LastModified"].astimezone(UTC)
+        identity = f"{bucket}/{key}@{head['ETag']}"
+        _, schema = self.load_schema()
+        out_bucket, out_prefix = split_uri(
+            self.settings.output_prefix.rstrip("/") + "/" + key.rsplit("/", 1)[-1]
+        )
+        counts = Counts()
+        rejects: list[dict[str, Any]] = []
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for index, chunk in enumerate(chunks(read_rows(body, key), self.settings.chunk_rows)):
+            counts.read += len(chunk)
+            valid: list[tuple[int, object]] = []
+            for number, row in chunk:
+                problems = [row.reason] if isinstance(row, RowError) else schema.validate_row(row)
+                if problems:
+                    rejects.append({"row": number, "reasons": problems})
+                else:
+                    valid.append((number, row))
+            counts.rejected += len(chunk) - len(valid)
+            results = self._predict(valid, identity, as_of, counts)
+            self._write_part(out_bucket, f"{out_prefix}/part-{index:05d}.jsonl", results)
+        self._put_json(out_bucket, f"{out_prefix}/rejects.jsonl", rejects, lines=True)
+        manifest = {
+            "input": input_uri,
+            "input_etag": head["ETag"],
+            "read": counts.read,
+            "predicted": counts.predicted,
+            "rejected": counts.rejected,
+            "failed": counts.failed,
+            "failures": counts.failures[:20],
+            "finished_at": timestamp(datetime.now(UTC)),
+        }
+        self._put_json(out_bucket, f"{out_prefix}/manifest.json", manifest)
+        return counts
+
+    def _predict(
+        self, rows: list[tuple[int, object]], identity: str, as_of: datetime, counts: Counts
+    ) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        size = self.settings.request_rows
+        with self.table.batch_writer(overwrite_by_pkeys=["predictionId", "timestamp"]) as writer:
+            for start in range(0, len(rows), size):
+                request = rows[start : start + size]
+                try:
+                    answer, variant, latency_ms = self._invoke([row for _, row in request])
+                except (ClientError, ValueError) as err:
+                    counts.failed += len(request)
+                    counts.failures.append(f"rows {request[0][0]}-{request[-1][0]}: {err}")
+                    continue
+                for (number, _), prediction in zip(request, answer["predictions"], strict=True):
+                    record = PredictionRecord(
+                        prediction_id=str(uuid.uuid5(NAMESPACE, f"{identity}#{number}")),
+                        timestamp=timestamp(as_of),
+                        model_version=str(answer["model_version"]),
+                        variant=variant,
+                        source="batch",
+                        label=int(prediction["label"]),
+                        probability=float(prediction["probability"]),
+                        latency_ms=latency_ms,
+                        expiration_time=expiration_time(as_of, self.settings.ttl_days),
+                    )
+                    writer.put_item(Item=record.to_item())
+                    results.append({"row": number, **record.model_dump(by_alias=True)})
+                    counts.predicted += 1
+        return results
+
+    def _invoke(self, rows: Sequence[object]) -> tuple[dict[str, Any], str, float]:
+        started = datetime.now(UTC)
+        response = self.runtime.invoke_endpoint(
+            EndpointName=self.settings.endpoint_name,
+            ContentType="application/json",
+            Accept="application/json",
+            Body=json.dumps({"instances": list(rows)}).encode(),
+        )
+        latency_ms = (datetime.now(UTC) - started).total_seconds() * 1000
+        answer = json.loads(response["Body"].read())
+        if len(answer.get("predictions", [])) != len(rows):
+            raise ValueError(
+                f"the endpoint answered {len(answer.get('predictions', []))} rows for {len(rows)}"
+            )
+        return answer, str(response.get("InvokedProductionVariant", "unknown")), latency_ms
+
+    def _write_part(self, bucket: str, key: str, results: list[dict[str, Any]]) -> None:
+        self._put_json(bucket, key, results, lines=True)
+
+    def _put_json(self, bucket: str, key: str, document: Any, *, lines: bool = False) -> None:
+        if lines:
+            text = "".join(json.dumps(item, sort_keys=True) + "\n" for item in document)
+        else:
+            text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+        self.s3.put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType="application/json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("input_uri", help="s3://bucket/input/file.csv or .jsonl")
+    args = parser.parse_args(argv)
+    settings = JobSettings.model_validate(dict(os.environ))
+    session = boto3.session.Session()
+    job = BatchJob(
+        settings,
+        s3=session.client("s3", config=RETRIES),
+        ssm=session.client("ssm", config=RETRIES),
+        runtime=session.client("sagemaker-runtime", config=RETRIES),
+        table=session.resource("dynamodb", config=RETRIES).Table(settings.table_name),
+    )
+    counts = job.run(args.input_uri)
+    print(json.dumps({k: v for k, v in vars(counts).items() if k != "failures"}))
+    return 1 if counts.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
