@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.emulator import apigateway as apigateway_ext
@@ -19,7 +21,7 @@ from local.emulator import sagemaker as sagemaker_ext
 from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
 from mlpipe.stage import RegistryLocation
-from model import data, train
+from model import data, server, train
 from shared.outputs import DataOutputs, InferenceOutputs
 
 
@@ -260,3 +262,30 @@ def inference_stack(aws, stage, rest_api):
     aws.client("cloudformation").create_stack(
         StackName="ml-pipeline-inference-local", TemplateBody=json.dumps(template)
     )
+
+
+class ModelRuntime:
+    """``sagemaker-runtime`` stand-in: the trained model's own entry point answers, as the container would.
+
+    The first ``refuse`` requests are refused with ThrottlingException (the job's retries are
+    botocore's; here a refused request marks its rows failed, which the test checks).
+    """
+
+    def __init__(self, model_dir: Path, variant: str = "ModelA", refuse: int = 0) -> None:
+        self.entry = server.load_entry_point(model_dir)
+        self.model = self.entry.model_fn(str(model_dir))
+        self.variant = variant
+        self.refuse = refuse
+        self.calls: list[int] = []
+
+    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        variant = kwargs.get("TargetVariant", self.variant)
+        rows = self.entry.input_fn(kwargs["Body"], kwargs["ContentType"])
+        self.calls.append(len(rows))
+        if self.refuse:
+            self.refuse -= 1
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "InvokeEndpoint"
+            )
+        body, _ = self.entry.output_fn(self.entry.predict_fn(rows, self.model), kwargs["Accept"])
+        return {"Body": io.BytesIO(body.encode()), "InvokedProductionVariant": variant}

@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
-from model import server
 from stacks.batch.runtime.job.job import BatchJob, JobSettings
-from tests.unit.conftest import BUCKET, PATH, TABLE
+from tests.unit.conftest import BUCKET, PATH, TABLE, ModelRuntime
 
 DATA = "ml-pipeline-data-local-us-east-1-123456789012"
-
-
-class ModelRuntime:
-    """``sagemaker-runtime`` stand-in: the trained model's own entry point answers, as the container would.
-
-    The first ``refuse`` requests are refused with ThrottlingException (the job's retries are
-    botocore's; here a refused request marks its rows failed, which the test checks).
-    """
-
-    def __init__(self, model_dir: Path, variant: str = "ModelA", refuse: int = 0) -> None:
-        self.entry = server.load_entry_point(model_dir)
-        self.model = self.entry.model_fn(str(model_dir))
-        self.variant = variant
-        self.refuse = refuse
-        self.calls: list[int] = []
-
-    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
-        rows = self.entry.input_fn(kwargs["Body"], kwargs["ContentType"])
-        self.calls.append(len(rows))
-        if self.refuse:
-            self.refuse -= 1
-            raise ClientError(
-                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "InvokeEndpoint"
-            )
-        body, _ = self.entry.output_fn(self.entry.predict_fn(rows, self.model), kwargs["Accept"])
-        return {"Body": io.BytesIO(body.encode()), "InvokedProductionVariant": self.variant}
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_summary_from_the_table_and_the_metrics(aws, predictions_table, traffic)
     assert comparison.significant
 
 
-def test_report_command_writes_markdown_and_a_png(  # noqa: PLR0917
+def test_report_command_writes_markdown_and_a_png(
     aws, inference_stack, predictions_table, traffic, tmp_path, capsys
 ):
     out = tmp_path / "ab"
