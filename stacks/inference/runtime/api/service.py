@@ -97,9 +97,19 @@ class PredictionService:
         return self.predict_rows(rows, [str(uuid.uuid4()) for _ in rows], variant=variant, source=source)
 
     def predict_rows(
-        self, rows: list[object], prediction_ids: list[str], *, variant: str | None, source: Source
+        self,
+        rows: list[object],
+        prediction_ids: list[str],
+        *,
+        variant: str | None,
+        source: Source,
+        at: datetime | None = None,
     ) -> dict[str, Any]:
-        """Invoke the endpoint for validated rows and store one record per row under the given ids."""
+        """Invoke the endpoint for validated rows and store one record per row under the given ids.
+
+        ``at`` is the records' sort key time (the stream passes the request's time, so a replayed
+        record overwrites its first write instead of adding a second).
+        """
         request: dict[str, Any] = {
             "EndpointName": self.settings.endpoint_name,
             "ContentType": "application/json",
@@ -116,7 +126,7 @@ class PredictionService:
             raise UpstreamError(f"InvokeEndpoint failed: {err}") from err
         latency_ms = round((self.monotonic() - started) * 1000, 3)
         served_by = str(response.get("InvokedProductionVariant", variant or "unknown"))
-        now = self.clock()
+        now = at or self.clock()
         records = [
             PredictionRecord(
                 prediction_id=prediction_id,

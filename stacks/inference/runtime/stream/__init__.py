@@ -1,0 +1,1 @@
+"""The Kinesis stream consumer: predictions for requests queued by ``POST /predict/stream``."""

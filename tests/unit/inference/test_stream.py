@@ -1,0 +1,86 @@
+"""The Kinesis consumer: partial batch failures, poison records, idempotent replays."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from stacks.inference.runtime.stream.handler import handler
+from tests.unit.conftest import TABLE
+
+
+def kinesis_event(*payloads: bytes) -> dict:
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:kinesis",
+                "eventID": f"shardId-000000000000:{index:056d}",
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": str(index),
+                    "sequenceNumber": f"{index:056d}",
+                    "data": base64.b64encode(payload).decode(),
+                    "approximateArrivalTimestamp": 1764000000.0,
+                },
+            }
+            for index, payload in enumerate(payloads)
+        ]
+    }
+
+
+def queued(dataset, ids: list[str]) -> bytes:
+    instances = [
+        dict(zip(dataset.feature_names, v, strict=True)) for v in dataset.test.features[: len(ids)].tolist()
+    ]
+    return json.dumps(
+        {"predictionIds": ids, "instances": instances, "requestedAt": "2026-11-24T12:00:00.000Z"}
+    ).encode()
+
+
+def test_poison_records_fail_alone_and_neighbours_are_predicted(service, dataset, aws, lambda_context):
+    event = kinesis_event(
+        queued(dataset, ["a-1", "a-2"]),
+        b"{not json",
+        json.dumps(
+            {"predictionIds": ["c-1"], "instances": [{"mean_radius": 1}], "requestedAt": "x"}
+        ).encode(),
+        queued(dataset, ["d-1"]),
+    )
+    result = handler(event, lambda_context)
+    failed = [item["itemIdentifier"] for item in result["batchItemFailures"]]
+    assert failed == [f"{1:056d}", f"{2:056d}"]
+    items = aws.resource("dynamodb").Table(TABLE).scan()["Items"]
+    assert sorted(i["predictionId"] for i in items) == ["a-1", "a-2", "d-1"]
+    assert {i["source"] for i in items} == {"stream"}
+    assert {i["timestamp"] for i in items} == {"2026-11-24T12:00:00.000Z"}
+
+
+def test_a_replayed_record_never_writes_twice_or_calls_the_endpoint_again(
+    service, dataset, aws, runtime, lambda_context
+):
+    event = kinesis_event(queued(dataset, ["r-1", "r-2"]))
+    assert handler(event, lambda_context) == {"batchItemFailures": []}
+    calls = len(runtime.calls)
+    assert handler(event, lambda_context) == {"batchItemFailures": []}
+    assert len(runtime.calls) == calls
+    assert aws.resource("dynamodb").Table(TABLE).scan()["Count"] == 2
+
+
+def test_an_endpoint_failure_is_retried_by_the_event_source_mapping(
+    service, dataset, runtime, lambda_context
+):
+    runtime.refuse = 1
+    event = kinesis_event(queued(dataset, ["t-0"]), queued(dataset, ["t-1"]))
+    result = handler(event, lambda_context)
+    assert result["batchItemFailures"] == [{"itemIdentifier": f"{0:056d}"}]
+    # when every record of a batch fails, Powertools raises so the whole batch is retried
+    runtime.refuse = 1
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        handler(kinesis_event(queued(dataset, ["t-2"])), lambda_context)
+    assert handler(kinesis_event(queued(dataset, ["t-2"])), lambda_context) == {"batchItemFailures": []}
