@@ -8,8 +8,10 @@ import json
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from local.kinesis_poller import KinesisPoller
 from stacks.inference.runtime.stream.handler import handler
 from tests.unit.conftest import TABLE
+from tests.unit.inference.conftest import STREAM
 
 
 def kinesis_event(*payloads: bytes) -> dict:
@@ -84,3 +86,26 @@ def test_an_endpoint_failure_is_retried_by_the_event_source_mapping(
     with pytest.raises(BatchProcessingError, match="All records failed"):
         handler(kinesis_event(queued(dataset, ["t-2"])), lambda_context)
     assert handler(kinesis_event(queued(dataset, ["t-2"])), lambda_context) == {"batchItemFailures": []}
+
+
+def test_the_real_stream_consumer_behind_the_poller(service, dataset, aws, lambda_context):
+    instances = [dict(zip(dataset.feature_names, v, strict=True)) for v in dataset.test.features[:2].tolist()]
+    kinesis = aws.client("kinesis")
+    good = {
+        "predictionIds": ["k-1", "k-2"],
+        "instances": instances,
+        "requestedAt": "2026-11-24T12:00:00.000Z",
+    }
+    kinesis.put_record(StreamName=STREAM, Data=b"{not json", PartitionKey="x")
+    kinesis.put_record(StreamName=STREAM, Data=json.dumps(good).encode(), PartitionKey="y")
+    dead: list[dict] = []
+    poller = KinesisPoller(
+        kinesis, STREAM, handler, dead.append, context=lambda_context, maximum_retry_attempts=1
+    )
+    poller.poll()
+    # the poison record comes first, so the batch from it on goes to the destination (as on AWS),
+    # but its neighbour was predicted on the first attempt and is not lost
+    assert len(dead) == 1
+    assert dead[0]["KinesisBatchInfo"]["batchSize"] == 2
+    stored = aws.resource("dynamodb").Table(TABLE).scan()["Items"]
+    assert sorted(i["predictionId"] for i in stored) == ["k-1", "k-2"]
