@@ -48,6 +48,7 @@ def emulator_url():
     output, _ = process.communicate(timeout=10)
     assert "emulator gap patched: SageMaker UpdateEndpoint" in output
     assert "emulator gap patched: API Gateway FlushStageCache" in output
+    assert "emulator gap patched: CloudFormation AWS::KMS::Key" in output
 
 
 def _client(service: Any, url: str) -> Any:
