@@ -20,7 +20,13 @@ _original = kms_models.Key.create_from_cloudformation_json.__func__  # type: ign
 
 
 def _create_from_cloudformation_json(
-    cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    cls: Any,
+    /,
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
 ) -> Any:
     properties = dict(cloudformation_json.get("Properties", {}))
     properties["Tags"] = [
