@@ -12,11 +12,11 @@ import sys
 
 from moto import server as moto_server
 
-from local.emulator import apigateway, kms, sagemaker
+from local.emulator import apigateway, cfn_properties, sagemaker
 
 
 def install_all() -> tuple[str, ...]:
-    return (*sagemaker.install(), *apigateway.install(), *kms.install())
+    return (*sagemaker.install(), *apigateway.install(), *cfn_properties.install())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,6 +49,7 @@ def emulator_url():
     assert "emulator gap patched: SageMaker UpdateEndpoint" in output
     assert "emulator gap patched: API Gateway FlushStageCache" in output
     assert "emulator gap patched: CloudFormation AWS::KMS::Key" in output
+    assert "emulator gap patched: CloudFormation AWS::SSM::Parameter" in output
 
 
 def _client(service: Any, url: str) -> Any:

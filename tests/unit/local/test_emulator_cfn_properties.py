@@ -1,10 +1,10 @@
-"""AWS::KMS::Key from a template, as CDK writes it (tags and key policy), in the emulated account."""
+"""Resources as CDK writes them (KMS key tags and policy, SSM parameter tag maps) in the emulated account."""
 
 from __future__ import annotations
 
 import json
 
-from local.emulator import kms as kms_ext
+from local.emulator import cfn_properties
 
 TEMPLATE = {
     "Resources": {
@@ -25,14 +25,23 @@ TEMPLATE = {
                 },
                 "Tags": [{"Key": "Project", "Value": "ml-pipeline"}],
             },
-        }
+        },
+        "Parameter": {
+            "Type": "AWS::SSM::Parameter",
+            "Properties": {
+                "Name": "/ml-pipeline/local/models/active-version",
+                "Type": "String",
+                "Value": "v1",
+                "Tags": {"Project": "ml-pipeline"},
+            },
+        },
     },
     "Outputs": {"KeyArn": {"Value": {"Fn::GetAtt": ["Key", "Arn"]}}},
 }
 
 
-def test_a_cdk_key_with_tags_and_a_policy_is_created(aws):
-    assert kms_ext.install() == kms_ext.GAPS
+def test_cdk_shaped_keys_and_parameters_are_created(aws):
+    assert cfn_properties.install() == cfn_properties.GAPS
     cfn = aws.client("cloudformation")
     cfn.create_stack(StackName="keys", TemplateBody=json.dumps(TEMPLATE))
     stack = cfn.describe_stacks(StackName="keys")["Stacks"][0]
@@ -42,3 +51,8 @@ def test_a_cdk_key_with_tags_and_a_policy_is_created(aws):
     assert kms.list_resource_tags(KeyId=key_arn)["Tags"] == [{"TagKey": "Project", "TagValue": "ml-pipeline"}]
     policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
     assert policy["Statement"][0]["Action"] == "kms:*"
+    ssm = aws.client("ssm")
+    tags = ssm.list_tags_for_resource(
+        ResourceType="Parameter", ResourceId="/ml-pipeline/local/models/active-version"
+    )
+    assert tags["TagList"] == [{"Key": "Project", "Value": "ml-pipeline"}]

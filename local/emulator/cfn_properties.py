@@ -1,0 +1,70 @@
+"""CloudFormation properties moto mishandles for resources CDK writes, converted before moto's handler.
+
+- ``AWS::KMS::Key``: moto hands the template's ``Tags`` (``Key``/``Value``) to a tagger expecting
+  KMS's API form (``TagKey``/``TagValue``) and fails with ``KeyError: 'TagKey'``; it also stores
+  ``KeyPolicy`` as the template's object instead of a JSON document.
+- ``AWS::SSM::Parameter``: CloudFormation's ``Tags`` is a map; moto expects a list of
+  ``Key``/``Value`` pairs and fails with a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from moto.kms import models as kms_models
+from moto.ssm import models as ssm_models
+
+_BY = "fixed by local.emulator.cfn_properties"
+GAPS = (
+    f"CloudFormation AWS::KMS::Key Tags and KeyPolicy (moto mishandles them): {_BY}",
+    f"CloudFormation AWS::SSM::Parameter Tags map (moto expects a list): {_BY}",
+)
+
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def kms_key(properties: dict[str, Any]) -> dict[str, Any]:
+    fixed = dict(properties)
+    fixed["Tags"] = [
+        {"TagKey": tag["Key"], "TagValue": tag["Value"]} if "Key" in tag else tag
+        for tag in fixed.get("Tags", [])
+    ]
+    if isinstance(fixed.get("KeyPolicy"), dict):
+        fixed["KeyPolicy"] = json.dumps(fixed["KeyPolicy"])
+    return fixed
+
+
+def ssm_parameter(properties: dict[str, Any]) -> dict[str, Any]:
+    fixed = dict(properties)
+    if isinstance(fixed.get("Tags"), dict):
+        fixed["Tags"] = [{"Key": key, "Value": value} for key, value in fixed["Tags"].items()]
+    return fixed
+
+
+def _wrap(model: Any, transform: Transform) -> None:
+    if getattr(model, "_mlpipe_fixed", False):
+        return
+    original = model.create_from_cloudformation_json.__func__
+
+    def create(
+        cls: Any,
+        /,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        fixed = {**cloudformation_json, "Properties": transform(cloudformation_json.get("Properties", {}))}
+        return original(cls, resource_name, fixed, account_id, region_name, **kwargs)
+
+    model.create_from_cloudformation_json = classmethod(create)
+    model._mlpipe_fixed = True
+
+
+def install() -> tuple[str, ...]:
+    _wrap(kms_models.Key, kms_key)
+    _wrap(ssm_models.Parameter, ssm_parameter)
+    return GAPS
