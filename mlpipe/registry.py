@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict
 from mlpipe.artifact import ModelArtifact
 from mlpipe.errors import ConflictError, MlpipeError, UnknownVersionError, UsageError
 from mlpipe.stage import RegistryLocation
-from shared.model_parameters import InvalidVersionError
+from model.schema import FeatureSchema
+from shared.model_parameters import (
+    InvalidVersionError,
+    ModelParameterNames,
+    artifact_key,
+    baseline_key,
+    schema_key,
+)
 from shared.model_parameters import check_version as shared_check_version
 
 MAX_STANDARD_PARAMETER_BYTES = 4096
@@ -118,7 +125,7 @@ class ModelRegistry:
             return self._same_or_conflict(existing, artifact), False
         at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
         bucket = self.location.model_bucket
-        key = self.location.artifact_key(version)
+        key = artifact_key(version)
         with artifact.path.open("rb") as body:
             uploaded = self.s3.put_object(
                 Bucket=bucket,
@@ -132,13 +139,13 @@ class ModelRegistry:
                 f"bucket {bucket} is not versioned: a registered version must pin its object version; "
                 "enable versioning (the data stack does) and register again"
             )
-        baseline_key = self.location.baseline_key(version)
+        baseline_object = baseline_key(version)
         self.s3.put_object(
-            Bucket=bucket, Key=baseline_key, Body=artifact.baseline, ContentType="application/json"
+            Bucket=bucket, Key=baseline_object, Body=artifact.baseline, ContentType="application/json"
         )
-        schema_key = self.location.schema_key(version)
+        schema_object = schema_key(version)
         self.s3.put_object(
-            Bucket=bucket, Key=schema_key, Body=artifact.schema, ContentType="application/json"
+            Bucket=bucket, Key=schema_object, Body=artifact.schema, ContentType="application/json"
         )
         record = VersionRecord(
             version=version,
@@ -146,8 +153,8 @@ class ModelRegistry:
             artifact_version_id=version_id,
             sha256=artifact.sha256,
             size_bytes=artifact.size_bytes,
-            baseline_uri=f"s3://{bucket}/{baseline_key}",
-            schema_uri=f"s3://{bucket}/{schema_key}",
+            baseline_uri=f"s3://{bucket}/{baseline_object}",
+            schema_uri=f"s3://{bucket}/{schema_object}",
             metrics=_headline_metrics(artifact.metrics),
             registered_at=at,
             registered_by=actor,
@@ -210,3 +217,12 @@ def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     headline = {k: scores[k] for k in _SCORES if k in scores}
     headline.update({k: metrics[k] for k in _FACTS if k in metrics})
     return headline
+
+
+def champion_schema(*, ssm: Any, s3: Any, bucket: str, parameters_path: str) -> tuple[str, FeatureSchema]:
+    """The active (champion) version and its feature schema, as stored beside its artifact."""
+    version = ssm.get_parameter(Name=ModelParameterNames(parameters_path).active_version)["Parameter"][
+        "Value"
+    ]
+    body = s3.get_object(Bucket=bucket, Key=schema_key(version))["Body"].read()
+    return version, FeatureSchema.from_json(body.decode("utf-8"))

@@ -25,15 +25,6 @@ class RegistryLocation:
     def parameters(self) -> ModelParameterNames:
         return ModelParameterNames(self.parameters_path)
 
-    def artifact_key(self, version: str) -> str:
-        return f"models/{version}/model.tar.gz"
-
-    def baseline_key(self, version: str) -> str:
-        return f"models/{version}/baseline.json"
-
-    def schema_key(self, version: str) -> str:
-        return f"models/{version}/schema.json"
-
     @property
     def history_prefix(self) -> str:
         return "registry/history/"

@@ -7,6 +7,8 @@ Under ``/ml-pipeline/{env}/models``:
 - ``versions/{version}/metadata``: one record per registered version;
 - ``verified``, ``last-request``, ``deploy-lock``: what the endpoint was verified to run, how the
   latest request ended, and the lock that keeps two deployments from interleaving.
+
+and, in the model bucket, ``models/{version}/`` holds each version's artifact, baseline and schema.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ def check_version(version: str) -> str:
             f"model version {version!r} must look like v1, v2, ... (a 'v' and a number)"
         )
     return version
+
+
+def artifact_key(version: str) -> str:
+    """Key of a registered version's ``model.tar.gz`` in the model bucket."""
+    return f"models/{check_version(version)}/model.tar.gz"
+
+
+def baseline_key(version: str) -> str:
+    """Key of its training baseline (drift detection reads it)."""
+    return f"models/{check_version(version)}/baseline.json"
+
+
+def schema_key(version: str) -> str:
+    """Key of its feature schema (the API and the batch job validate rows with it)."""
+    return f"models/{check_version(version)}/schema.json"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ Runtime code (boto3, no CDK); the handlers of the inference and batch layers wri
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -27,6 +30,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 BY_MODEL_VERSION_INDEX = "by-model-version"
+Source = Literal["api", "stream", "batch"]
 
 
 class PredictionRecord(BaseModel):
@@ -36,7 +40,7 @@ class PredictionRecord(BaseModel):
     timestamp: str
     model_version: str = Field(alias="modelVersion")
     variant: str
-    source: Literal["api", "stream", "batch"]
+    source: Source
     label: int
     probability: float = Field(ge=0.0, le=1.0)
     latency_ms: float = Field(alias="latencyMs", ge=0.0)
@@ -63,6 +67,61 @@ def expiration_time(moment: datetime, ttl_days: int) -> int:
     if ttl_days <= 0:
         raise ValueError("ttl_days must be positive")
     return int((moment + timedelta(days=ttl_days)).timestamp())
+
+
+def invoke_and_record(
+    runtime: Any,
+    writer: Any,
+    *,
+    endpoint_name: str,
+    rows: list[object],
+    prediction_ids: list[str],
+    source: Source,
+    at: datetime,
+    ttl_days: int,
+    variant: str | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> list[PredictionRecord]:
+    """Invoke the endpoint with a batch of validated rows and put one record per row through ``writer``.
+
+    ``writer`` is a DynamoDB batch writer (it retries unprocessed items); ``at`` is the records'
+    sort-key time, which callers make deterministic where a retry must overwrite, not duplicate.
+    Raises ``ClientError`` from the endpoint and ``ValueError`` for an answer that does not match
+    the request.
+    """
+    request: dict[str, Any] = {
+        "EndpointName": endpoint_name,
+        "ContentType": "application/json",
+        "Accept": "application/json",
+        "Body": json.dumps({"instances": rows}).encode(),
+    }
+    if variant is not None:
+        request["TargetVariant"] = variant
+    started = monotonic()
+    response = runtime.invoke_endpoint(**request)
+    answer = json.loads(response["Body"].read())
+    latency_ms = round((monotonic() - started) * 1000, 3)
+    predictions = answer.get("predictions", [])
+    if len(predictions) != len(rows):
+        raise ValueError(f"the endpoint answered {len(predictions)} rows for {len(rows)}")
+    served_by = str(response.get("InvokedProductionVariant", variant or "unknown"))
+    records = [
+        PredictionRecord(
+            prediction_id=prediction_id,
+            timestamp=timestamp(at),
+            model_version=str(answer["model_version"]),
+            variant=served_by,
+            source=source,
+            label=int(prediction["label"]),
+            probability=float(prediction["probability"]),
+            latency_ms=latency_ms,
+            expiration_time=expiration_time(at, ttl_days),
+        )
+        for prediction_id, prediction in zip(prediction_ids, predictions, strict=True)
+    ]
+    for record in records:
+        writer.put_item(Item=record.to_item())
+    return records
 
 
 class FeedbackError(ValueError):

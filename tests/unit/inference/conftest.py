@@ -6,7 +6,7 @@ import pytest
 
 from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
-from stacks.inference.runtime.api import handler as api
+from stacks.inference.runtime.api import service as prediction_service
 from stacks.inference.runtime.api.service import ApiSettings, PredictionService
 from tests.unit.conftest import BUCKET, PATH, TABLE, ModelRuntime
 
@@ -59,5 +59,5 @@ def service(
         kinesis=aws.client("kinesis"),
         monotonic=monotonic,
     )
-    monkeypatch.setattr(api, "service", lambda: built)
+    monkeypatch.setattr(prediction_service, "current", lambda: built)
     return built

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,9 +35,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlpipe.registry import champion_schema
 from model.schema import FeatureSchema
-from shared.model_parameters import ModelParameterNames
-from shared.predictions import PredictionRecord, expiration_time, timestamp
+from shared.predictions import invoke_and_record, timestamp
 
 NAMESPACE = uuid.UUID("6f1f6f54-3c1e-4c8e-9a53-0d2f8b3c1a77")  # prediction ids of batch rows
 RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"})
@@ -116,12 +116,12 @@ class BatchJob:
         self.s3, self.ssm, self.runtime, self.table = s3, ssm, runtime, table
 
     def load_schema(self) -> tuple[str, FeatureSchema]:
-        names = ModelParameterNames(self.settings.parameters_path)
-        version = self.ssm.get_parameter(Name=names.active_version)["Parameter"]["Value"]
-        body = self.s3.get_object(Bucket=self.settings.model_bucket, Key=f"models/{version}/schema.json")[
-            "Body"
-        ]
-        return version, FeatureSchema.from_json(body.read().decode("utf-8"))
+        return champion_schema(
+            ssm=self.ssm,
+            s3=self.s3,
+            bucket=self.settings.model_bucket,
+            parameters_path=self.settings.parameters_path,
+        )
 
     def run(self, input_uri: str) -> Counts:
         bucket, key = split_uri(input_uri)
@@ -170,43 +170,26 @@ class BatchJob:
             for start in range(0, len(rows), size):
                 request = rows[start : start + size]
                 try:
-                    answer, variant, latency_ms = self._invoke([row for _, row in request])
+                    records = invoke_and_record(
+                        self.runtime,
+                        writer,
+                        endpoint_name=self.settings.endpoint_name,
+                        rows=[row for _, row in request],
+                        prediction_ids=[str(uuid.uuid5(NAMESPACE, f"{identity}#{n}")) for n, _ in request],
+                        source="batch",
+                        at=as_of,
+                        ttl_days=self.settings.ttl_days,
+                    )
                 except (ClientError, ValueError) as err:
                     counts.failed += len(request)
                     counts.failures.append(f"rows {request[0][0]}-{request[-1][0]}: {err}")
                     continue
-                for (number, _), prediction in zip(request, answer["predictions"], strict=True):
-                    record = PredictionRecord(
-                        prediction_id=str(uuid.uuid5(NAMESPACE, f"{identity}#{number}")),
-                        timestamp=timestamp(as_of),
-                        model_version=str(answer["model_version"]),
-                        variant=variant,
-                        source="batch",
-                        label=int(prediction["label"]),
-                        probability=float(prediction["probability"]),
-                        latency_ms=latency_ms,
-                        expiration_time=expiration_time(as_of, self.settings.ttl_days),
-                    )
-                    writer.put_item(Item=record.to_item())
-                    results.append({"row": number, **record.model_dump(by_alias=True)})
-                    counts.predicted += 1
+                counts.predicted += len(records)
+                results += [
+                    {"row": number, **record.model_dump(by_alias=True)}
+                    for (number, _), record in zip(request, records, strict=True)
+                ]
         return results
-
-    def _invoke(self, rows: Sequence[object]) -> tuple[dict[str, Any], str, float]:
-        started = datetime.now(UTC)
-        response = self.runtime.invoke_endpoint(
-            EndpointName=self.settings.endpoint_name,
-            ContentType="application/json",
-            Accept="application/json",
-            Body=json.dumps({"instances": list(rows)}).encode(),
-        )
-        latency_ms = (datetime.now(UTC) - started).total_seconds() * 1000
-        answer = json.loads(response["Body"].read())
-        if len(answer.get("predictions", [])) != len(rows):
-            raise ValueError(
-                f"the endpoint answered {len(answer.get('predictions', []))} rows for {len(rows)}"
-            )
-        return answer, str(response.get("InvokedProductionVariant", "unknown")), latency_ms
 
     def _write_part(self, bucket: str, key: str, results: list[dict[str, Any]]) -> None:
         self._put_json(bucket, key, results, lines=True)

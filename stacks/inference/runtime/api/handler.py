@@ -9,37 +9,20 @@ cause is logged, never returned); anything else a 500 with a generic message.
 from __future__ import annotations
 
 import json
-import os
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from model.schema import RequestError
 from shared.predictions import FeedbackError
-from stacks.inference.runtime.api.service import ApiSettings, PredictionService, UpstreamError
+from stacks.inference.runtime.api import service as prediction_service
+from stacks.inference.runtime.api.service import UpstreamError
 
 logger = Logger(service="ml-pipeline-api")
 tracer = Tracer(service="ml-pipeline-api")
 app = APIGatewayRestResolver()
-
-
-@cache
-def service() -> PredictionService:
-    """Built once per Lambda execution environment (clients and the schema cache are reused)."""
-    settings = ApiSettings.model_validate(dict(os.environ))
-    session = boto3.session.Session()
-    return PredictionService(
-        settings,
-        ssm=session.client("ssm"),
-        s3=session.client("s3"),
-        runtime=session.client("sagemaker-runtime"),
-        table=session.resource("dynamodb").Table(settings.table_name),
-        kinesis=session.client("kinesis"),
-    )
 
 
 def _json(status: int, body: Any) -> Response[str]:
@@ -56,17 +39,17 @@ def _body() -> object:
 @app.post("/predict")
 def predict() -> Response[str]:
     variant = app.current_event.get_query_string_value("variant")
-    return _json(200, service().predict(_body(), variant=variant))
+    return _json(200, prediction_service.current().predict(_body(), variant=variant))
 
 
 @app.post("/predict/stream")
 def predict_stream() -> Response[str]:
-    return _json(202, service().enqueue(_body()))
+    return _json(202, prediction_service.current().enqueue(_body()))
 
 
 @app.get("/predictions/<prediction_id>")
 def get_prediction(prediction_id: str) -> Response[str]:
-    record = service().get(prediction_id)
+    record = prediction_service.current().get(prediction_id)
     if record is None:
         return _json(
             404, {"message": f"no prediction {prediction_id} (it may still be queued, or have expired)"}
@@ -76,7 +59,7 @@ def get_prediction(prediction_id: str) -> Response[str]:
 
 @app.post("/feedback")
 def feedback() -> Response[str]:
-    record = service().feedback(_body())
+    record = prediction_service.current().feedback(_body())
     return _json(200, {"predictionId": record.prediction_id, "feedbackLabel": record.feedback_label})
 
 

@@ -14,21 +14,23 @@ effect within that time without a call to Parameter Store on every request.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import cache
+from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlpipe.registry import champion_schema
 from model.schema import FeatureSchema, RequestError, rows_from_document
-from shared.model_parameters import ModelParameterNames
-from shared.predictions import PredictionRecord, expiration_time, record_feedback, timestamp
+from shared.predictions import PredictionRecord, Source, invoke_and_record, record_feedback, timestamp
 
 VARIANTS = ("ModelA", "ModelB")
-Source = Literal["api", "stream", "batch"]
 MAX_ROWS = 100
 
 
@@ -71,13 +73,12 @@ class PredictionService:
         now = self.monotonic()
         if self._cached is not None and now - self._cached[0] < self.settings.version_cache_seconds:
             return self._cached[1], self._cached[2]
-        names = ModelParameterNames(self.settings.parameters_path)
-        version = self.ssm.get_parameter(Name=names.active_version)["Parameter"]["Value"]
-        if self._cached is not None and self._cached[1] == version:
-            schema = self._cached[2]
-        else:
-            body = self.s3.get_object(Bucket=self.settings.model_bucket, Key=f"models/{version}/schema.json")
-            schema = FeatureSchema.from_json(body["Body"].read().decode("utf-8"))
+        version, schema = champion_schema(
+            ssm=self.ssm,
+            s3=self.s3,
+            bucket=self.settings.model_bucket,
+            parameters_path=self.settings.parameters_path,
+        )
         self._cached = (now, version, schema)
         return version, schema
 
@@ -110,46 +111,25 @@ class PredictionService:
         ``at`` is the records' sort key time (the stream passes the request's time, so a replayed
         record overwrites its first write instead of adding a second).
         """
-        request: dict[str, Any] = {
-            "EndpointName": self.settings.endpoint_name,
-            "ContentType": "application/json",
-            "Accept": "application/json",
-            "Body": json.dumps({"instances": rows}).encode(),
-        }
-        if variant is not None:
-            request["TargetVariant"] = variant
-        started = self.monotonic()
-        try:
-            response = self.runtime.invoke_endpoint(**request)
-            answer = json.loads(response["Body"].read())
-        except ClientError as err:
-            raise UpstreamError(f"InvokeEndpoint failed: {err}") from err
-        latency_ms = round((self.monotonic() - started) * 1000, 3)
-        served_by = str(response.get("InvokedProductionVariant", variant or "unknown"))
-        now = at or self.clock()
-        records = [
-            PredictionRecord(
-                prediction_id=prediction_id,
-                timestamp=timestamp(now),
-                model_version=str(answer["model_version"]),
-                variant=served_by,
-                source=source,
-                label=int(prediction["label"]),
-                probability=float(prediction["probability"]),
-                latency_ms=latency_ms,
-                expiration_time=expiration_time(now, self.settings.ttl_days),
-            )
-            for prediction_id, prediction in zip(prediction_ids, answer["predictions"], strict=True)
-        ]
         try:
             with self.table.batch_writer(overwrite_by_pkeys=["predictionId", "timestamp"]) as writer:
-                for record in records:
-                    writer.put_item(Item=record.to_item())
-        except ClientError as err:
-            raise UpstreamError(f"storing predictions failed: {err}") from err
+                records = invoke_and_record(
+                    self.runtime,
+                    writer,
+                    endpoint_name=self.settings.endpoint_name,
+                    rows=rows,
+                    prediction_ids=prediction_ids,
+                    source=source,
+                    at=at or self.clock(),
+                    ttl_days=self.settings.ttl_days,
+                    variant=variant,
+                    monotonic=self.monotonic,
+                )
+        except (ClientError, ValueError) as err:
+            raise UpstreamError(f"predicting or storing failed: {err}") from err
         return {
             "modelVersion": records[0].model_version,
-            "variant": served_by,
+            "variant": records[0].variant,
             "predictions": [
                 {"predictionId": r.prediction_id, "label": r.label, "probability": r.probability}
                 for r in records
@@ -188,3 +168,21 @@ class PredictionService:
         if not isinstance(prediction_id, str) or not prediction_id:
             raise RequestError("predictionId must be a non-empty string")
         return record_feedback(self.table, prediction_id, label, now=self.clock())
+
+
+@cache
+def current() -> PredictionService:
+    """The service of this Lambda execution environment, built once (clients and schema cache reused).
+
+    Both the API and the stream consumer use it.
+    """
+    settings = ApiSettings.model_validate(dict(os.environ))
+    session = boto3.session.Session()
+    return PredictionService(
+        settings,
+        ssm=session.client("ssm"),
+        s3=session.client("s3"),
+        runtime=session.client("sagemaker-runtime"),
+        table=session.resource("dynamodb").Table(settings.table_name),
+        kinesis=session.client("kinesis"),
+    )

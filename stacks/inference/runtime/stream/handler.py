@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model.schema import RequestError
-from stacks.inference.runtime.api import handler as api
+from stacks.inference.runtime.api import service as prediction_service
 
 logger = Logger(service="ml-pipeline-stream")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
@@ -54,7 +54,7 @@ def parse(data: bytes) -> QueuedRequest:
 
 
 def process(record: KinesisStreamRecord) -> None:
-    service = api.service()
+    service = prediction_service.current()
     request = parse(record.kinesis.data_as_bytes())
     if service.get(request.prediction_ids[-1]) is not None:
         logger.info("already predicted; replay skipped", extra={"predictionId": request.prediction_ids[0]})
