@@ -30,13 +30,12 @@ from pydantic import BaseModel
 from mlpipe import ab
 from mlpipe.artifact import read_artifact
 from mlpipe.cache import stage_cache_flusher
-from mlpipe.errors import FAILURE_EXIT, MlpipeError
+from mlpipe.errors import FAILURE_EXIT, MissingStageError, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import endpoint_outputs, registry_location, stack_outputs
+from mlpipe.stage import endpoint_outputs, registry_location
 from mlpipe.state import CHALLENGER, VARIANTS, DesiredState, VerifiedState, parse_weights
-from shared.config import ENVIRONMENTS
-from shared.outputs import DataOutputs, InferenceOutputs
+from shared.outputs import InferenceOutputs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,13 +105,16 @@ def _duration(text: str) -> timedelta:
 
 def _ab_report(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     cloudformation = session.client("cloudformation")
-    location = registry_location(cloudformation, args.stage)  # checks the stage first
-    data_outputs = stack_outputs(cloudformation, ENVIRONMENTS[args.stage].stack_name("data"))
+    location = registry_location(cloudformation, args.stage)
+    if location.predictions_table is None:
+        raise MissingStageError(
+            f"the data stack of {args.stage} has no predictions table output; is it up to date?"
+        )
     endpoint = endpoint_outputs(cloudformation, args.stage)[InferenceOutputs.ENDPOINT_NAME]
     registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
     until = datetime.now(UTC)
     since = until - args.since
-    table = session.resource("dynamodb").Table(data_outputs[DataOutputs.PREDICTIONS_TABLE_NAME])
+    table = session.resource("dynamodb").Table(location.predictions_table)
     records = ab.collect(table, [r.version for r in registry.list_versions()], since, until)
     metrics = ab.invocation_metrics(session.client("cloudwatch"), endpoint, VARIANTS, since, until)
     stats = ab.summarize(records, metrics)

@@ -20,6 +20,7 @@ class RegistryLocation:
     stage: str
     model_bucket: str
     parameters_path: str  # /ml-pipeline/{env}/models
+    predictions_table: str | None = None
 
     @property
     def parameters(self) -> ModelParameterNames:
@@ -55,6 +56,7 @@ def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
             stage=stage,
             model_bucket=outputs[DataOutputs.MODEL_BUCKET_NAME],
             parameters_path=outputs[DataOutputs.MODEL_PARAMETERS_PATH],
+            predictions_table=outputs.get(DataOutputs.PREDICTIONS_TABLE_NAME),
         )
     except KeyError as missing:
         raise MissingStageError(f"stack {stack_name} has no output {missing}; is it up to date?") from None
