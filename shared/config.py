@@ -177,6 +177,13 @@ class DataConfig(_Frozen):
     # The first version `mlpipe models register` is expected to publish; the stack seeds
     # /ml-pipeline/{env}/models/active-version with it.
     initial_model_version: Annotated[str, Field(pattern=VERSION_PATTERN.pattern)] = "v1"
+    # The challenger the endpoint starts with on variant ModelB (at ModelB's configured weight),
+    # seeded into /ml-pipeline/{env}/models/traffic; None: ModelB serves the champion at 0%.
+    initial_challenger_version: Annotated[str, Field(pattern=VERSION_PATTERN.pattern)] | None = "v2"
+
+
+CHAMPION_VARIANT: Final = "ModelA"
+CHALLENGER_VARIANT: Final = "ModelB"
 
 
 class VariantConfig(_Frozen):
@@ -184,6 +191,81 @@ class VariantConfig(_Frozen):
     weight: Annotated[float, Field(ge=0.0, le=1.0)]
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
     initial_instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+# The AWS-published SageMaker scikit-learn inference image (the model's entry point is the
+# contract of this container). Its tag matches the scikit-learn the model is trained with
+# (``model`` dependency group: scikit-learn 1.4.2); CloudFormation cannot look the registry up,
+# so it comes from this table (the SageMaker Python SDK's image_uri_config/sklearn.json).
+SKLEARN_IMAGE_TAG: Final = "1.4-2-cpu-py3"
+SKLEARN_IMAGE_REGISTRIES: Final = {
+    "us-east-1": "683313688378",
+    "us-east-2": "257758044811",
+    "us-west-2": "246618743249",
+    "eu-west-1": "141502667606",
+    "eu-central-1": "492215442770",
+}
+
+
+def sklearn_image_uri(region: str) -> str:
+    try:
+        registry = SKLEARN_IMAGE_REGISTRIES[region]
+    except KeyError:
+        known = ", ".join(sorted(SKLEARN_IMAGE_REGISTRIES))
+        raise ConfigError(
+            f"no SageMaker scikit-learn image registry known for {region}; add it (known: {known})"
+        ) from None
+    return f"{registry}.dkr.ecr.{region}.amazonaws.com/sagemaker-scikit-learn:{SKLEARN_IMAGE_TAG}"
+
+
+class FunctionConfig(_Frozen):
+    """Size of one Lambda function (the reasons for each value sit where it is set)."""
+
+    memory_mb: Annotated[int, Field(ge=128, le=10240)]
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)]
+    # None: the function draws from the account's unreserved pool
+    reserved_concurrency: Annotated[int, Field(ge=1)] | None = None
+
+
+class ApiConfig(_Frozen):
+    stage_name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")] = "v1"
+    # 100,000 predictions/day is 1.16 req/s on average; a 10x peak is ~12 req/s. The steady
+    # limit leaves 4x over that peak, the burst absorbs a client's retry storm.
+    throttle_rate_limit: Annotated[float, Field(gt=0)] = 50.0
+    throttle_burst_limit: Annotated[int, Field(gt=0)] = 100
+    # per API key and day: 5x the expected daily volume, so a runaway client is stopped
+    quota_per_day: Annotated[int, Field(gt=0)] = 500_000
+    # stage cache (API Gateway sizes: 0.5, 1.6, 6.1, ... GB); TTL 300 s by default
+    cache_size_gb: Literal["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"] = "0.5"
+    cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    # WAF web ACL with AWS managed rules in front of the stage (production)
+    waf_enabled: bool = False
+    # requests per 5 minutes from one IP before WAF blocks it
+    waf_rate_limit_per_ip: Annotated[int, Field(ge=100)] = 3000
+
+
+class StreamConfig(_Frozen):
+    # Arithmetic: 100,000 requests/day of ~1.5 KB is 1.16 records/s (~1.7 KB/s) on average and
+    # ~12 records/s (~18 KB/s) at a 10x peak. One shard takes 1,000 records/s or 1 MB/s in and
+    # serves 2 MB/s out, so one provisioned shard covers the peak ~55x over; ON_DEMAND costs
+    # more at this volume (per-stream hourly charge) and is only worth it for unknown traffic.
+    mode: Literal["PROVISIONED", "ON_DEMAND"] = "PROVISIONED"
+    shard_count: Annotated[int, Field(ge=1, le=100)] = 1
+    retention_hours: Annotated[int, Field(ge=24, le=8760)] = 24
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_batching_window_seconds: Annotated[int, Field(ge=0, le=300)] = 1
+    # bounded: a record is retried this many times (bisected each time) before it goes to the
+    # on-failure queue, and never processed when older than max_record_age_seconds
+    retry_attempts: Annotated[int, Field(ge=0, le=10_000)] = 3
+    max_record_age_seconds: Annotated[int, Field(ge=60, le=604_800)] = 3600
+    parallelization_factor: Annotated[int, Field(ge=1, le=10)] = 1
+    failure_queue_retention_days: Annotated[int, Field(ge=1, le=14)] = 14
+
+    @model_validator(mode="after")
+    def _shards_only_when_provisioned(self) -> StreamConfig:
+        if self.mode == "ON_DEMAND" and self.shard_count != 1:
+            raise ValueError("shard_count applies to PROVISIONED streams only; leave it at 1 for ON_DEMAND")
+        return self
 
 
 class InferenceConfig(_Frozen):
@@ -196,6 +278,32 @@ class InferenceConfig(_Frozen):
     autoscaling_max_capacity: PositiveInt = 10
     scale_in_cooldown_seconds: PositiveInt = 300
     scale_out_cooldown_seconds: PositiveInt = 60
+    # share of requests and responses the endpoint captures to the data bucket (drift analysis)
+    data_capture_percent: Annotated[int, Field(ge=1, le=100)] = 20
+    # deployment guardrails (blue/green): canary wait or all-at-once baking, and the overall cap
+    canary_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 600
+    baking_seconds: Annotated[int, Field(ge=0, le=3600)] = 600
+    max_deployment_seconds: Annotated[int, Field(ge=600, le=14400)] = 3600
+    # per-variant alarms that roll a deployment back (and page in production)
+    variant_5xx_errors_per_minute: PositiveInt = 5
+    variant_model_latency_p99_ms: PositiveInt = 500
+    api: ApiConfig = ApiConfig()
+    stream: StreamConfig = StreamConfig()
+    # Preprocessing/API function: 512 MB buys CPU for JSON + pydantic validation (Lambda scales
+    # CPU with memory); 10 s covers the SageMaker call with its retries well inside API Gateway's
+    # 29 s. Reserved 20: the 10x peak (~12 req/s x ~0.1 s) needs ~2 concurrent executions, and
+    # the reservation both guarantees them and caps what a flood can push at the endpoint.
+    api_function: FunctionConfig = FunctionConfig(memory_mb=512, timeout_seconds=10, reserved_concurrency=20)
+    # Stream consumer: one execution per shard (x parallelization factor); 60 s for a batch of
+    # 100 requests with retries. Reserved 5 leaves room for re-sharding without starving others.
+    stream_function: FunctionConfig = FunctionConfig(
+        memory_mb=512, timeout_seconds=60, reserved_concurrency=5
+    )
+    # Deploy function: a few control-plane calls per event; 1 execution at a time (deployments
+    # are serialised by the deploy lock anyway).
+    deploy_function: FunctionConfig = FunctionConfig(
+        memory_mb=256, timeout_seconds=60, reserved_concurrency=1
+    )
 
     @field_validator("variants")
     @classmethod
@@ -208,13 +316,46 @@ class InferenceConfig(_Frozen):
         total = math.fsum(v.weight for v in value)
         if not math.isclose(total, 1.0, abs_tol=1e-9):
             raise ValueError(f"variant weights must sum to 1, got {total:g} ({names})")
+        if sorted(names) != [CHAMPION_VARIANT, CHALLENGER_VARIANT]:
+            raise ValueError(
+                f"the endpoint has variants {CHAMPION_VARIANT} (champion) and {CHALLENGER_VARIANT} "
+                f"(challenger), got {names}"
+            )
         return value
 
     @model_validator(mode="after")
     def _capacity_bounds(self) -> InferenceConfig:
         if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
             raise ValueError("autoscaling_min_capacity must not exceed autoscaling_max_capacity")
+        for variant in self.variants:
+            if (
+                not self.autoscaling_min_capacity
+                <= variant.initial_instance_count
+                <= self.autoscaling_max_capacity
+            ):
+                raise ValueError(
+                    f"{variant.name}: initial_instance_count {variant.initial_instance_count} is outside the "
+                    f"autoscaling bounds {self.autoscaling_min_capacity}..{self.autoscaling_max_capacity}"
+                )
         return self
+
+    def variant(self, name: str) -> VariantConfig:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise ConfigError(f"no production variant {name!r}; variants: {[v.name for v in self.variants]}")
+
+    @property
+    def canary_instances(self) -> int | None:
+        """Instances of the canary fleet, or None where a canary is not possible.
+
+        A blue/green canary must be at most half of each variant's fleet, so a canary of one
+        instance needs at least two instances in every variant; with one instance a variant's
+        whole fleet would be the canary, and the deployment shifts all at once, then bakes.
+        """
+        if min(v.initial_instance_count for v in self.variants) >= 2:
+            return 1
+        return None
 
 
 class Tags(_Frozen):
@@ -311,6 +452,31 @@ class EnvironmentConfig(_Frozen):
     def is_production(self) -> bool:
         return self.name == "prod"
 
+    @model_validator(mode="after")
+    def _initial_traffic(self) -> EnvironmentConfig:
+        challenger_weight = self.inference.variant(CHALLENGER_VARIANT).weight
+        if self.data.initial_challenger_version is None and challenger_weight != 0.0:
+            raise ValueError(
+                f"{CHALLENGER_VARIANT} has weight {challenger_weight:g} but data.initial_challenger_version "
+                "is not set: name the version it serves, or give it weight 0"
+            )
+        if self.data.initial_challenger_version == self.data.initial_model_version:
+            raise ValueError("data.initial_challenger_version must differ from data.initial_model_version")
+        return self
+
+    @property
+    def initial_traffic(self) -> dict[str, object]:
+        """The first value of the ``traffic`` parameter (the shape ``mlpipe.state.Traffic`` reads)."""
+        challenger = self.data.initial_challenger_version
+        weight = self.inference.variant(CHALLENGER_VARIANT).weight if challenger else 0.0
+        return {"challenger": challenger, "challenger_weight": weight}
+
+    def initial_version(self, variant: str) -> str:
+        """The model version a variant serves when the endpoint is first created."""
+        if variant == CHALLENGER_VARIANT and self.data.initial_challenger_version:
+            return self.data.initial_challenger_version
+        return self.data.initial_model_version
+
 
 # moto's default account: the local stage deploys the same templates into moto server.
 LOCAL_ACCOUNT: Final = "123456789012"
@@ -339,10 +505,13 @@ def _build_environments() -> dict[str, EnvironmentConfig]:
                 data=DataConfig(prediction_ttl_days=30, access_log_expiry_days=730),
                 inference=InferenceConfig(
                     variants=(
+                        # two instances per variant: a canary of one is possible, and each
+                        # variant keeps serving when an Availability Zone fails
                         VariantConfig(name="ModelA", weight=0.8, initial_instance_count=2),
-                        VariantConfig(name="ModelB", weight=0.2, initial_instance_count=1),
+                        VariantConfig(name="ModelB", weight=0.2, initial_instance_count=2),
                     ),
-                    autoscaling_min_capacity=1,
+                    autoscaling_min_capacity=2,
+                    api=ApiConfig(waf_enabled=True),
                 ),
             ),
         )

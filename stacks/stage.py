@@ -8,6 +8,7 @@ from constructs import Construct
 from shared.config import EnvironmentConfig
 from shared.infra.tagging import RequiredTags
 from stacks.data.stack import DataStack
+from stacks.inference.stack import InferenceStack
 from stacks.network.stack import NetworkStack
 
 
@@ -32,8 +33,18 @@ class MlPipelineStage(cdk.Stage):
             stack_name=config.stack_name("data"),
             description=f"ml-pipeline {config.name}: KMS keys, buckets, predictions table, model registry",
         )
+        self.inference = InferenceStack(
+            self,
+            "Inference",
+            config=config,
+            network=self.network,
+            data=self.data,
+            stack_name=config.stack_name("inference"),
+            description=f"ml-pipeline {config.name}: SageMaker endpoint, REST API, Kinesis path, deploy "
+            f"function",
+        )
         cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data]
+        return [self.network, self.data, self.inference]

@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,6 +176,48 @@ def split_findings(
     return open_findings, closed
 
 
+def exported_values(templates: Iterable[Path]) -> dict[str, str]:
+    """Export name -> what it exports, for exports of a resource of one of ``templates``.
+
+    cfn-guard evaluates one template at a time, so a cross-stack ``Fn::ImportValue`` (CDK's
+    strong references between the layer stacks) is not a "local reference" to the Control Tower
+    rules and fails checks such as "KmsKeyId is a key". The gate resolves each import whose
+    export it finds in the same assembly to a string naming the exporting resource and its type;
+    CloudFormation refuses to deploy an import without its export, and the exporting resource is
+    checked in its own template. Imports of anything else stay as they are.
+    """
+    resolved: dict[str, str] = {}
+    for template in templates:
+        document = json.loads(template.read_text())
+        resources = document.get("Resources", {})
+        for output in document.get("Outputs", {}).values():
+            name = output.get("Export", {}).get("Name")
+            value = output.get("Value")
+            if not isinstance(name, str) or not isinstance(value, dict):
+                continue
+            if "Fn::GetAtt" in value:
+                logical_id, attribute = value["Fn::GetAtt"]
+            elif "Ref" in value:
+                logical_id, attribute = value["Ref"], "Ref"
+            else:
+                continue
+            if logical_id in resources:
+                kind = resources[logical_id].get("Type", "?")
+                resolved[name] = f"import:{template.stem}/{logical_id}.{attribute} ({kind})"
+    return resolved
+
+
+def resolve_imports(node: Any, exports: dict[str, str]) -> Any:
+    """``node`` with every ``{"Fn::ImportValue": name}`` of a known export replaced by its description."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::ImportValue"} and isinstance(node["Fn::ImportValue"], str):
+            return exports.get(node["Fn::ImportValue"], node)
+        return {key: resolve_imports(value, exports) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve_imports(item, exports) for item in node]
+    return node
+
+
 def project_rule_files() -> list[Path]:
     return sorted(PROJECT_RULES.glob("*.guard"))
 
@@ -184,12 +227,16 @@ def check_templates(templates: list[Path], toolchain: GuardToolchain) -> dict[st
     open_findings: list[Finding] = []
     closed: list[Finding] = []
     acks: list[Acknowledgement] = []
-    for template in templates:
-        template_acks = acknowledgements(template)
-        still_open, acknowledged = split_findings(run_guard(toolchain, rules, template), template_acks)
-        open_findings += still_open
-        closed += acknowledged
-        acks += template_acks
+    exports = exported_values(templates)
+    with tempfile.TemporaryDirectory() as work:
+        for template in templates:
+            template_acks = acknowledgements(template)
+            resolved = Path(work) / template.name
+            resolved.write_text(json.dumps(resolve_imports(json.loads(template.read_text()), exports)))
+            still_open, acknowledged = split_findings(run_guard(toolchain, rules, resolved), template_acks)
+            open_findings += still_open
+            closed += acknowledged
+            acks += template_acks
     return {
         "cfn_guard": toolchain.version,
         "templates": [str(t) for t in templates],

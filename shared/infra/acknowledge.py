@@ -8,9 +8,13 @@ reasons are written into the template (cdk-nag's ``cdk_nag`` metadata and the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
 MIN_REASON_LENGTH = 25
@@ -76,3 +80,70 @@ def acknowledge(
                 suppressed.append(rule)
             reasons[rule] = reason
         resource.add_metadata("guard", {"SuppressedRules": suppressed, "Reasons": reasons})
+
+
+def _flatten(node: object) -> str:  # noqa: PLR0911 (one return per intrinsic, as cdk-nag's)
+    """A CloudFormation value as cdk-nag names it in a finding (its ``flattenCfnReference``)."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return str(delimiter).join(_flatten(item) for item in items)
+        if "Fn::Sub" in node:
+            return _flatten(node["Fn::Sub"])
+        if "Fn::GetAtt" in node:
+            resource, attribute = node["Fn::GetAtt"]
+            return f"<{_flatten(resource)}.{_flatten(attribute)}>"
+        if "Fn::ImportValue" in node:
+            return _flatten(node["Fn::ImportValue"])
+        if "Ref" in node:
+            return f"<{_flatten(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
+
+
+def wildcard_findings(document: Mapping[str, Any]) -> list[str]:
+    """cdk-nag IAM5 findings (``Action::...``/``Resource::...``) of a resolved policy document."""
+    findings: list[str] = []
+    for statement in document.get("Statement", []):
+        actions = statement.get("Action", [])
+        resources = statement.get("Resource", [])
+        for action in [actions] if isinstance(actions, str) else actions:
+            if "*" in action:
+                findings.append(f"Action::{action}")
+        for resource in [resources] if isinstance(resources, (str, dict)) else resources:
+            flat = _flatten(resource)
+            if "*" in flat:
+                findings.append(f"Resource::{flat}")
+    return sorted(set(findings))
+
+
+def acknowledge_wildcards(role: IConstruct, reasons: Mapping[str, str]) -> list[str]:
+    """Acknowledge each IAM5 (wildcard) finding of ``role``'s inline policy with its own reason.
+
+    ``reasons`` maps a pattern (``fnmatch`` syntax, matched against the finding such as
+    ``Resource::arn:aws:s3:::bucket/models/*``) to why IAM cannot scope that wildcard further.
+    Call it after the role's last statement; a wildcard no pattern explains fails the synth,
+    so a new wildcard always comes with a reason. Returns the acknowledged findings.
+    """
+    policy = role.node.try_find_child("DefaultPolicy")
+    resource = policy.node.default_child if policy is not None else None
+    if not isinstance(resource, iam.CfnPolicy):
+        raise AcknowledgementError(f"{role.node.path}: has no inline policy to acknowledge")
+    document = cdk.Stack.of(role).resolve(resource.policy_document)
+    findings = wildcard_findings(document)
+    unexplained = []
+    for finding in findings:
+        reason = next((r for pattern, r in reasons.items() if fnmatch.fnmatchcase(finding, pattern)), None)
+        if reason is None:
+            unexplained.append(finding)
+            continue
+        acknowledge(resource, nag=[f"AwsSolutions-IAM5[{finding}]"], reason=reason)
+    if unexplained:
+        raise AcknowledgementError(
+            f"{role.node.path}: wildcard permissions without a reason: {unexplained}; scope them or add a "
+            f"reason"
+        )
+    return findings

@@ -1,0 +1,292 @@
+"""The REST API in front of the prediction function.
+
+Routes (Lambda proxy integration, one function): ``POST /predict`` (``?variant=`` targets a
+variant), ``POST /predict/stream`` (202), ``GET /predictions/{predictionId}``, ``POST /feedback``.
+
+- **Auth**: an API key per client with a usage plan (throttle and daily quota from config). The
+  callers are server-side systems of the owning team, not end users, so a key with per-client
+  throttling and quota is the control that matters; IAM (SigV4) auth is the upgrade path when
+  callers run in AWS accounts of their own.
+- **Validation**: the body of ``POST /predict`` and ``/predict/stream`` is validated against the
+  model's request schema (``request-schema.json``, the draft-04 schema ``nox -s train`` writes
+  for the served feature set) before the function runs; the function validates again against
+  the champion's own schema (ranges per version) and answers 4xx for what passes the gateway.
+- **Cache**: the stage has an encrypted cache; caching is off for every method except
+  ``POST /predict``. API Gateway keys a cache entry on request parameters only, so the
+  integration maps the request body into the header ``X-Request-Body`` and keys on it together
+  with the ``variant`` query string. A promotion or rollback flushes the stage cache when the
+  deploy function records the verified state, so a cached answer never outlives its model.
+- **Logs and tracing**: JSON access logs to a KMS-encrypted log group, execution logging at
+  INFO (no request/response data), X-Ray tracing, detailed metrics.
+- **WAF** (production): a regional web ACL with AWS managed rule groups and a per-IP rate rule.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from shared.config import EnvironmentConfig
+from shared.infra.acknowledge import acknowledge
+from shared.infra.logs import EncryptedLogGroup
+
+REQUEST_SCHEMA = Path(__file__).with_name("request-schema.json")
+BODY_HEADER = "X-Request-Body"
+BODY_CACHE_KEY = f"integration.request.header.{BODY_HEADER}"
+VARIANT_CACHE_KEY = "method.request.querystring.variant"
+REQUEST_MODEL_NAME = "PredictionRequest"
+
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integration.latency",
+    "integrationStatus": "$context.integration.status",
+    "xrayTraceId": "$context.xrayTraceId",
+    "wafResponseCode": "$context.wafResponseCode",
+    "error": "$context.error.message",
+}
+
+
+def request_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(REQUEST_SCHEMA.read_text())
+    return schema
+
+
+class PredictionApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        function: lambda_.IFunction,
+        log_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        api_config = config.inference.api
+        self.access_logs = EncryptedLogGroup(
+            self,
+            "AccessLogs",
+            config=config,
+            log_group_name=f"{config.log_group_prefix}/apigateway/access",
+            key=log_key,
+        ).log_group
+        self.stage_name = api_config.stage_name
+        self.rest_api = apigateway.RestApi(
+            self,
+            "Api",
+            rest_api_name=config.resource_name("api"),
+            description=f"ml-pipeline {config.name}: predictions (sync and stream), read-back, feedback",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            api_key_source_type=apigateway.ApiKeySourceType.HEADER,
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
+            deploy=True,
+            retain_deployments=False,
+            deploy_options=apigateway.StageOptions(
+                stage_name=self.stage_name,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigateway.MethodLoggingLevel.INFO,
+                data_trace_enabled=False,  # request bodies are customer data: never in execution logs
+                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
+                throttling_rate_limit=api_config.throttle_rate_limit,
+                throttling_burst_limit=api_config.throttle_burst_limit,
+                cache_cluster_enabled=True,
+                cache_cluster_size=api_config.cache_size_gb,
+                # every method: not cached (API Gateway would cache GETs by default), but any
+                # cached data encrypted; POST /predict opts in below
+                caching_enabled=False,
+                cache_data_encrypted=True,
+                method_options={
+                    "/predict/POST": apigateway.MethodDeploymentOptions(
+                        caching_enabled=True,
+                        cache_ttl=cdk.Duration.seconds(api_config.cache_ttl_seconds),
+                        cache_data_encrypted=True,
+                        logging_level=apigateway.MethodLoggingLevel.INFO,
+                        metrics_enabled=True,
+                    )
+                },
+            ),
+        )
+        acknowledge(
+            self.rest_api.node.find_child("CloudWatchRole"),
+            nag=[
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]"
+            ],
+            reason="API Gateway's account-level CloudWatch role uses the AWS managed policy "
+            "AmazonAPIGatewayPushToCloudWatchLogs, the documented policy for execution and access logging.",
+        )
+
+        model = apigateway.CfnModel(
+            self,
+            "RequestModel",
+            rest_api_id=self.rest_api.rest_api_id,
+            name=REQUEST_MODEL_NAME,
+            content_type="application/json",
+            description="Prediction request: 1..100 rows of the model's features (draft-04 JSON Schema)",
+            schema=request_schema(),
+        )
+        request_model = apigateway.Model.from_model_name(self, "RequestModelRef", REQUEST_MODEL_NAME)
+        body_validator = self.rest_api.add_request_validator(
+            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        parameter_validator = self.rest_api.add_request_validator(
+            "ParameterValidator", validate_request_body=False, validate_request_parameters=True
+        )
+
+        def integration(**kwargs: Any) -> apigateway.LambdaIntegration:
+            return apigateway.LambdaIntegration(function, proxy=True, allow_test_invoke=False, **kwargs)
+
+        predict = self.rest_api.root.add_resource("predict")
+        self.predict_method = predict.add_method(
+            "POST",
+            integration(
+                request_parameters={BODY_CACHE_KEY: "method.request.body"},
+                cache_key_parameters=[BODY_CACHE_KEY, VARIANT_CACHE_KEY],
+                cache_namespace="predict",
+            ),
+            api_key_required=True,
+            request_parameters={VARIANT_CACHE_KEY: False},
+            request_models={"application/json": request_model},
+            request_validator=body_validator,
+        )
+        stream = predict.add_resource("stream").add_method(
+            "POST",
+            integration(),
+            api_key_required=True,
+            request_models={"application/json": request_model},
+            request_validator=body_validator,
+        )
+        read_back = (
+            self.rest_api.root.add_resource("predictions")
+            .add_resource("{predictionId}")
+            .add_method(
+                "GET",
+                integration(),
+                api_key_required=True,
+                request_parameters={"method.request.path.predictionId": True},
+                request_validator=parameter_validator,
+            )
+        )
+        feedback = self.rest_api.root.add_resource("feedback").add_method(
+            "POST", integration(), api_key_required=True, request_validator=body_validator
+        )
+        self.methods = [self.predict_method, stream, read_back, feedback]
+        for method in (self.predict_method, stream):
+            method.node.add_dependency(model)
+        for method in self.methods:
+            acknowledge(
+                method,
+                nag=["AwsSolutions-APIG4", "AwsSolutions-COG4"],
+                reason="Callers are the owning team's server-side systems: each gets an API key with a usage "
+                "plan (throttle and daily quota), required on every method. No end users sign in, so there "
+                "is no Cognito user pool; IAM auth is the documented upgrade path.",
+            )
+
+        # API Gateway may invoke the function for this API's methods, from this account only
+        # (CDK's permissions carry the SourceArn; the SourceAccount is added here)
+        for permission in self.node.find_all():
+            if isinstance(permission, lambda_.CfnPermission):
+                permission.source_account = cdk.Stack.of(self).account
+
+        self.api_key = self.rest_api.add_api_key(
+            "ClientKey",
+            api_key_name=config.resource_name("api-client"),
+            description="Key of the first API client; add one key per client to the usage plan",
+        )
+        plan = self.rest_api.add_usage_plan(
+            "UsagePlan",
+            name=config.resource_name("api-plan"),
+            description="Per-key throttle and daily quota for prediction clients",
+            throttle=apigateway.ThrottleSettings(
+                rate_limit=api_config.throttle_rate_limit, burst_limit=api_config.throttle_burst_limit
+            ),
+            quota=apigateway.QuotaSettings(limit=api_config.quota_per_day, period=apigateway.Period.DAY),
+            api_stages=[
+                apigateway.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)
+            ],
+        )
+        plan.add_api_key(self.api_key)
+
+        stage = self.rest_api.deployment_stage
+        if api_config.waf_enabled:
+            self.web_acl: wafv2.CfnWebACL | None = self._web_acl(config)
+            wafv2.CfnWebACLAssociation(
+                self, "WebAclAssociation", resource_arn=stage.stage_arn, web_acl_arn=self.web_acl.attr_arn
+            )
+        else:
+            self.web_acl = None
+            acknowledge(
+                stage,
+                nag=["AwsSolutions-APIG3"],
+                reason=f"No WAF web ACL in the non-production environment {config.name!r} (cost); production "
+                "associates a web ACL with AWS managed rules and a rate rule, and is not acknowledged.",
+            )
+
+    def _web_acl(self, config: EnvironmentConfig) -> wafv2.CfnWebACL:
+        def managed(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS", name=name
+                    )
+                ),
+                visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
+                    cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+                ),
+            )
+
+        rate_limit = wafv2.CfnWebACL.RuleProperty(
+            name="RateLimitPerIp",
+            priority=0,
+            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=config.inference.api.waf_rate_limit_per_ip, aggregate_key_type="IP"
+                )
+            ),
+            visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name="RateLimitPerIp", sampled_requests_enabled=True
+            ),
+        )
+        return wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            name=config.resource_name("api-waf"),
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True,
+                metric_name=config.resource_name("api-waf"),
+                sampled_requests_enabled=True,
+            ),
+            rules=[
+                rate_limit,
+                managed("AWSManagedRulesCommonRuleSet", 1),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 2),
+                managed("AWSManagedRulesAmazonIpReputationList", 3),
+            ],
+        )
