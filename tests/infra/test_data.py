@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mlpipe.state import DesiredState, Traffic
 from shared.config import ENVIRONMENTS
 from shared.model_parameters import VERSION_PATTERN
 from shared.outputs import DataOutputs
@@ -209,17 +210,43 @@ def test_predictions_table(env, template_json):
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_model_registry_parameter(env, template_json):
-    params = resources_of(template_json(env, "data"), "AWS::SSM::Parameter")
-    (param,) = params.values()
-    assert param["Properties"]["Name"] == f"/ml-pipeline/{env}/models/active-version"
-    assert param["Properties"]["Value"] == ENVIRONMENTS[env].data.initial_model_version
-    assert param["Properties"]["AllowedPattern"] == VERSION_PATTERN.pattern == r"^v[1-9]\d{0,5}$"
+def test_model_registry_parameters(env, template_json):
+    params = {
+        p["Properties"]["Name"]: p["Properties"]
+        for p in resources_of(template_json(env, "data"), "AWS::SSM::Parameter").values()
+    }
+    assert sorted(params) == [
+        f"/ml-pipeline/{env}/models/active-version",
+        f"/ml-pipeline/{env}/models/traffic",
+    ]
+    active = params[f"/ml-pipeline/{env}/models/active-version"]
+    assert active["Value"] == ENVIRONMENTS[env].data.initial_model_version
+    assert active["AllowedPattern"] == VERSION_PATTERN.pattern == r"^v[1-9]\d{0,5}$"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_traffic_parameter_is_what_mlpipe_reads_and_matches_the_endpoint(env, template_json):
+    config = ENVIRONMENTS[env]
+    (traffic,) = [
+        p["Properties"]["Value"]
+        for p in resources_of(template_json(env, "data"), "AWS::SSM::Parameter").values()
+        if p["Properties"]["Name"].endswith("/traffic")
+    ]
+    desired = DesiredState(
+        champion=config.data.initial_model_version, traffic=Traffic.model_validate_json(traffic)
+    )
+    # the desired state the stack seeds is the endpoint the inference stack creates
+    for name, target in desired.variants().items():
+        assert target.version == config.initial_version(name)
+        assert target.weight == pytest.approx(config.inference.variant(name).weight)
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_outputs_for_later_layers(env, template_json):
-    outputs = template_json(env, "data")["Outputs"]
+    # CDK's own cross-stack exports (ExportsOutput...) come on top of the named outputs
+    outputs = {
+        k: v for k, v in template_json(env, "data")["Outputs"].items() if not k.startswith("ExportsOutput")
+    }
     expected = [v for k, v in vars(DataOutputs).items() if k.isupper()]
     assert sorted(outputs) == sorted(expected)
     assert outputs[DataOutputs.MODEL_PARAMETERS_PATH]["Value"] == f"/ml-pipeline/{env}/models"

@@ -37,7 +37,11 @@ MUST_BE_TAGGED = {
 def test_one_stage_per_environment_with_stacks_in_dependency_order(plan):
     assert sorted(plan) == ENVS
     for env, stacks in plan.items():
-        assert [s.stack_name for s in stacks] == [f"ml-pipeline-network-{env}", f"ml-pipeline-data-{env}"]
+        assert [s.stack_name for s in stacks] == [
+            f"ml-pipeline-network-{env}",
+            f"ml-pipeline-data-{env}",
+            f"ml-pipeline-inference-{env}",
+        ]
         assert {(s.account, s.region) for s in stacks} == {
             (ENVIRONMENTS[env].account, ENVIRONMENTS[env].region)
         }
@@ -47,7 +51,11 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
     out = tmp_path / "cdk.out"
     assert synth_main([str(out), "--environments=local"]) == 0
     plan = json.loads((out / "deploy-plan.json").read_text())
-    assert [s["stackName"] for s in plan["local"]] == ["ml-pipeline-network-local", "ml-pipeline-data-local"]
+    assert [s["stackName"] for s in plan["local"]] == [
+        "ml-pipeline-network-local",
+        "ml-pipeline-data-local",
+        "ml-pipeline-inference-local",
+    ]
     assert all(Path(s["templateFile"]).exists() for s in plan["local"])
     printed = capsys.readouterr().out
     assert "1. ml-pipeline-network-local" in printed
@@ -74,7 +82,7 @@ def test_every_taggable_resource_carries_the_required_tags(env, layer, template_
 
 def test_ci_deploys_each_stack_alone_in_plan_order(cdk_out):
     deploys = commands(cdk_out, "prod")
-    assert [c[-1] for c in deploys] == ["prod/Network", "prod/Data"]
+    assert [c[-1] for c in deploys] == ["prod/Network", "prod/Data", "prod/Inference"]
     assert all("--exclusively" in c and str(cdk_out) in c for c in deploys)
     with pytest.raises(SystemExit, match="stage 'qa' is not in"):
         commands(cdk_out, "qa")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ENVIRONMENTS, ConfigError, RemovalPolicy, get_config, validate
+from shared.config import (
+    ENVIRONMENTS,
+    SKLEARN_IMAGE_TAG,
+    ConfigError,
+    RemovalPolicy,
+    get_config,
+    sklearn_image_uri,
+    validate,
+)
 from shared.model_parameters import InvalidVersionError
 
 
@@ -114,3 +122,62 @@ def test_every_interface_endpoint_names_its_caller():
 def test_config_is_immutable():
     with pytest.raises(ValueError, match="frozen"):
         get_config("dev").name = "other"  # type: ignore[misc]
+
+
+def test_canary_only_where_one_instance_is_at_most_half_of_every_variant():
+    one_each = validate(_base())
+    assert one_each.inference.canary_instances is None  # all at once, then bake
+    two_each = validate(
+        _base(
+            inference={
+                "variants": [
+                    {"name": "ModelA", "weight": 0.8, "initial_instance_count": 2},
+                    {"name": "ModelB", "weight": 0.2, "initial_instance_count": 2},
+                ]
+            }
+        )
+    )
+    assert two_each.inference.canary_instances == 1
+    assert get_config("prod").inference.canary_instances == 1
+
+
+def test_the_endpoint_has_a_champion_and_a_challenger_variant():
+    with pytest.raises(ConfigError, match="variants ModelA \\(champion\\) and ModelB \\(challenger\\)"):
+        validate(
+            _base(inference={"variants": [{"name": "Blue", "weight": 0.5}, {"name": "Green", "weight": 0.5}]})
+        )
+
+
+def test_a_challenger_weight_needs_a_challenger_version():
+    with pytest.raises(
+        ConfigError, match=r"ModelB has weight 0.2 but data.initial_challenger_version is not set"
+    ):
+        validate(_base(data={"initial_challenger_version": None}))
+    zero = [{"name": "ModelA", "weight": 1.0}, {"name": "ModelB", "weight": 0.0}]
+    alone = validate(_base(data={"initial_challenger_version": None}, inference={"variants": zero}))
+    assert alone.initial_traffic == {"challenger": None, "challenger_weight": 0.0}
+    assert alone.initial_version("ModelB") == alone.data.initial_model_version
+
+
+def test_instance_counts_stay_inside_the_autoscaling_bounds():
+    variants = [
+        {"name": "ModelA", "weight": 0.8, "initial_instance_count": 1},
+        {"name": "ModelB", "weight": 0.2, "initial_instance_count": 1},
+    ]
+    with pytest.raises(ConfigError, match=r"outside the autoscaling bounds 2\.\.10"):
+        validate(_base(inference={"variants": variants, "autoscaling_min_capacity": 2}))
+
+
+def test_image_registry_and_stream_mode_are_checked():
+    assert sklearn_image_uri("us-east-1").startswith("683313688378.dkr.ecr.us-east-1.amazonaws.com/")
+    with pytest.raises(ConfigError, match="no SageMaker scikit-learn image registry known for ap-south-2"):
+        sklearn_image_uri("ap-south-2")
+    with pytest.raises(ConfigError, match="shard_count applies to PROVISIONED streams only"):
+        validate(_base(inference={"stream": {"mode": "ON_DEMAND", "shard_count": 2}}))
+
+
+def test_image_tag_matches_the_scikit_learn_the_model_is_trained_with():
+    import sklearn  # noqa: PLC0415 (the model group's pin)
+
+    major_minor = ".".join(sklearn.__version__.split(".")[:2])
+    assert SKLEARN_IMAGE_TAG.startswith(f"{major_minor}-")
