@@ -1,6 +1,7 @@
 """Benchmark: synth time of every environment (each alone and all together), written as JSON + Markdown.
 
-Also records the wall time of the default test run when ``nox -s bench`` measured it
+Also the size of the Lambda packages (code asset and dependencies layer, unzipped and zipped),
+and the wall time of the default test run when ``nox -s bench`` measured it
 (``--record-test-run SECONDS``). Figures are written, never asserted: targets are compared in
 the report (synth of all stages <= 30 s, default test run <= 6 min warm, on 2 cores).
 """
@@ -15,11 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shared.config import ENVIRONMENTS
+from shared.infra.python_function import build_dependencies, locked_requirements, python_files
+from stacks.inference.stack import RUNTIME_SOURCES
 
 TARGETS = {"synth_all_seconds": 30.0, "default_test_run_seconds": 360.0}
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +40,29 @@ def _timed_synth(environments: list[str] | None) -> float:
         return time.perf_counter() - started
 
 
+def _zipped_bytes(files: list[Path], root: Path) -> int:
+    """Size of a deflate zip of ``files`` (what Lambda receives, as ``cdk deploy`` zips assets)."""
+    with tempfile.TemporaryDirectory() as work:
+        archive = Path(work) / "asset.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+            for path in files:
+                out.write(path, path.relative_to(root))
+        return archive.stat().st_size
+
+
+def lambda_package_sizes() -> dict[str, int]:
+    """Unzipped and zipped bytes of the functions' code asset and of the dependencies layer."""
+    layer = build_dependencies(locked_requirements())
+    layer_files = [p for p in layer.rglob("*") if p.is_file()]
+    code_files = [ROOT / f for f in python_files(RUNTIME_SOURCES)]
+    return {
+        "code_bytes": sum(p.stat().st_size for p in code_files),
+        "code_zipped_bytes": _zipped_bytes(code_files, ROOT),
+        "layer_bytes": sum(p.stat().st_size for p in layer_files),
+        "layer_zipped_bytes": _zipped_bytes(layer_files, layer),
+    }
+
+
 def measure() -> dict[str, Any]:
     per_env = {name: round(_timed_synth([name]), 2) for name in ENVIRONMENTS}
     return {
@@ -47,6 +74,8 @@ def measure() -> dict[str, Any]:
         },
         "synth_seconds_per_environment": per_env,
         "synth_all_seconds": round(_timed_synth(None), 2),
+        # Lambda limits: 250 MB unzipped for function + layers, 50 MB zipped per direct upload
+        "lambda_package": lambda_package_sizes(),
         "targets": TARGETS,
     }
 
@@ -66,6 +95,17 @@ def markdown(figures: dict[str, Any]) -> str:
         rows.append(
             f"| default test run (`nox -R`, warm) | {figures['default_test_run_seconds']} "
             f"| <= {TARGETS['default_test_run_seconds']:.0f} |"
+        )
+    if "lambda_package" in figures:
+        package = figures["lambda_package"]
+        mib = 1024 * 1024
+        rows.append(
+            f"| Lambda code asset (unzipped / zipped MiB) | {package['code_bytes'] / mib:.2f} / "
+            f"{package['code_zipped_bytes'] / mib:.2f} | |"
+        )
+        rows.append(
+            f"| Lambda dependencies layer (unzipped / zipped MiB) | {package['layer_bytes'] / mib:.1f} / "
+            f"{package['layer_zipped_bytes'] / mib:.1f} | <= 250 unzipped (with code) |"
         )
     machine = figures["machine"]
     header = f"Measured {figures['measured_at']} on {machine['cpus']} CPUs, Python {machine['python']}."
