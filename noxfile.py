@@ -91,10 +91,11 @@ def train(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Record synth time per environment and the warm default test run time (reports/bench)."""
-    install(session, "infra")
+    install(session, "infra", "runtime")
     out = REPORTS / "bench"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "tools.bench_synth", str(out / "synth.json"), env=QUIET_NODE)
+    session.run("python", "-m", "tools.bench_handlers", str(out / "handlers.json"))
     nox_bin = shutil.which("nox")
     if nox_bin is None or os.environ.get("BENCH_SKIP_TESTS"):
         session.log("default test run not timed (nox not on PATH or BENCH_SKIP_TESTS set)")

@@ -127,6 +127,10 @@ DEFAULT_INTERFACE_ENDPOINTS: Final = (
         service="logs",
         callers="Fargate Batch jobs: the awslogs log driver ships container output to CloudWatch Logs",
     ),
+    InterfaceEndpoint(
+        service="xray",
+        callers="VPC Lambdas (active tracing): the X-Ray daemon in the sandbox sends their trace segments",
+    ),
 )
 
 

@@ -84,10 +84,14 @@ def invoke_and_record(
 ) -> list[PredictionRecord]:
     """Invoke the endpoint with a batch of validated rows and put one record per row through ``writer``.
 
-    ``writer`` is a DynamoDB batch writer (it retries unprocessed items); ``at`` is the records'
-    sort-key time, which callers make deterministic where a retry must overwrite, not duplicate.
-    Raises ``ClientError`` from the endpoint and ``ValueError`` for an answer that does not match
-    the request.
+    ``writer`` has ``put_item(Item=...)``: a DynamoDB batch writer (it retries unprocessed items),
+    or a collector the caller writes in one transaction; ``at`` is the records' sort-key time,
+    which callers make deterministic where a retry must overwrite, not duplicate.
+
+    Nothing reaches ``writer`` unless the endpoint answered and every record was built from its
+    answer: the endpoint's errors propagate (``ClientError``, ``BotoCoreError`` for timeouts and
+    connection failures) before any write, and an answer that does not match the request is a
+    ``ValueError`` raised before the first ``put_item``.
     """
     request: dict[str, Any] = {
         "EndpointName": endpoint_name,
@@ -99,26 +103,30 @@ def invoke_and_record(
         request["TargetVariant"] = variant
     started = monotonic()
     response = runtime.invoke_endpoint(**request)
-    answer = json.loads(response["Body"].read())
+    body = response["Body"].read()
     latency_ms = round((monotonic() - started) * 1000, 3)
-    predictions = answer.get("predictions", [])
-    if len(predictions) != len(rows):
-        raise ValueError(f"the endpoint answered {len(predictions)} rows for {len(rows)}")
     served_by = str(response.get("InvokedProductionVariant", variant or "unknown"))
-    records = [
-        PredictionRecord(
-            prediction_id=prediction_id,
-            timestamp=timestamp(at),
-            model_version=str(answer["model_version"]),
-            variant=served_by,
-            source=source,
-            label=int(prediction["label"]),
-            probability=float(prediction["probability"]),
-            latency_ms=latency_ms,
-            expiration_time=expiration_time(at, ttl_days),
-        )
-        for prediction_id, prediction in zip(prediction_ids, predictions, strict=True)
-    ]
+    try:
+        answer = json.loads(body)
+        predictions = answer["predictions"]
+        if len(predictions) != len(rows):
+            raise ValueError(f"the endpoint answered {len(predictions)} rows for {len(rows)}")
+        records = [
+            PredictionRecord(
+                prediction_id=prediction_id,
+                timestamp=timestamp(at),
+                model_version=str(answer["model_version"]),
+                variant=served_by,
+                source=source,
+                label=int(prediction["label"]),
+                probability=float(prediction["probability"]),
+                latency_ms=latency_ms,
+                expiration_time=expiration_time(at, ttl_days),
+            )
+            for prediction_id, prediction in zip(prediction_ids, predictions, strict=True)
+        ]
+    except (KeyError, TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"the endpoint's answer does not fit the request: {err}") from None
     for record in records:
         writer.put_item(Item=record.to_item())
     return records

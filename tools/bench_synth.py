@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shared.config import ENVIRONMENTS
 from shared.infra.python_function import build_dependencies, locked_requirements, python_files
 from stacks.inference.stack import RUNTIME_SOURCES
+from tools.bench_report import measurement_context, write_figures
 
 TARGETS = {"synth_all_seconds": 30.0, "default_test_run_seconds": 360.0}
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,12 +64,7 @@ def lambda_package_sizes() -> dict[str, int]:
 def measure() -> dict[str, Any]:
     per_env = {name: round(_timed_synth([name]), 2) for name in ENVIRONMENTS}
     return {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        **measurement_context(),
         "synth_seconds_per_environment": per_env,
         "synth_all_seconds": round(_timed_synth(None), 2),
         # Lambda limits: 250 MB unzipped for function + layers, 50 MB zipped per direct upload
@@ -122,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["default_test_run_seconds"] = round(args.record_test_run, 1)
     else:
         figures = measure()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(figures, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(figures))
-    print(markdown(figures))
+    write_figures(args.output, figures, markdown(figures))
     return 0
 
 

@@ -109,3 +109,43 @@ def test_the_real_stream_consumer_behind_the_poller(service, dataset, aws, lambd
     assert dead[0]["KinesisBatchInfo"]["batchSize"] == 2
     stored = aws.resource("dynamodb").Table(TABLE).scan()["Items"]
     assert sorted(i["predictionId"] for i in stored) == ["k-1", "k-2"]
+
+
+def emf_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"_aws"' in line]
+
+
+def test_records_that_can_never_succeed_are_poison(service, dataset, aws, runtime, lambda_context):
+    good = json.loads(queued(dataset, ["x-1"]))
+    event = kinesis_event(
+        json.dumps({**good, "predictionIds": ["dup", "dup"], "instances": good["instances"] * 2}).encode(),
+        json.dumps({**good, "requestedAt": "yesterday"}).encode(),
+        json.dumps({**good, "requestedAt": "2026-11-24T12:00:00"}).encode(),  # no time zone
+        json.dumps({**good, "predictionIds": ["a", "b"]}).encode(),
+        queued(dataset, ["x-1"]),
+    )
+    result = handler(event, lambda_context)
+    assert [item["itemIdentifier"] for item in result["batchItemFailures"]] == [
+        f"{index:056d}" for index in range(4)
+    ]
+    assert runtime.calls == [1], "only the good record reached the endpoint"
+    assert [i["predictionId"] for i in aws.resource("dynamodb").Table(TABLE).scan()["Items"]] == ["x-1"]
+
+
+def test_the_consumer_emits_batch_and_per_variant_metrics(service, dataset, lambda_context, capsys):
+    event = kinesis_event(queued(dataset, ["m-1", "m-2"]), b"{not json")
+    capsys.readouterr()
+    handler(event, lambda_context)
+    handler(kinesis_event(queued(dataset, ["m-1", "m-2"])), lambda_context)  # a replay
+    documents = emf_lines(capsys.readouterr().out)
+    (per_variant,) = [d for d in documents if "Predictions" in d]
+    assert per_variant["service"] == "ml-pipeline-stream"
+    assert per_variant["variant"] == "ModelA"
+    assert per_variant["modelVersion"] == "v1"
+    assert per_variant["Predictions"] == [2.0]
+    assert per_variant["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MlPipeline"
+    batches = [d for d in documents if "RecordsReceived" in d]
+    assert [(d["RecordsReceived"], d["RecordsFailed"]) for d in batches] == [([2.0], [1.0]), ([1.0], [0.0])]
+    assert batches[0]["PoisonRecords"] == [1.0]
+    assert batches[1]["ReplaysSkipped"] == [1.0]
+    assert {d["service"] for d in batches} == {"ml-pipeline-stream"}

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from shared.predictions import FeedbackError, PredictionRecord, expiration_time, record_feedback, timestamp
+from shared.predictions import (
+    FeedbackError,
+    PredictionRecord,
+    expiration_time,
+    invoke_and_record,
+    record_feedback,
+    timestamp,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -55,3 +66,76 @@ def test_conflicting_or_orphan_feedback_is_refused(predictions_table):
     with pytest.raises(FeedbackError, match="no prediction p-404") as missing:
         record_feedback(predictions_table, "p-404", 1, now=NOW)
     assert missing.value.status == 404
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def put_item(self, **request: Any) -> None:
+        self.items.append(request["Item"])
+
+
+class Endpoint:
+    def __init__(self, answer: bytes | Exception) -> None:
+        self.answer = answer
+
+    def invoke_endpoint(self, **_: Any) -> dict[str, Any]:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return {"Body": io.BytesIO(self.answer), "InvokedProductionVariant": "ModelB"}
+
+
+def _invoke(answer: bytes | Exception, writer: Writer, rows: int = 2) -> list[PredictionRecord]:
+    return invoke_and_record(
+        Endpoint(answer),
+        writer,
+        endpoint_name="e",
+        rows=[[1.0]] * rows,
+        prediction_ids=[f"p-{n}" for n in range(rows)],
+        source="api",
+        at=NOW,
+        ttl_days=30,
+    )
+
+
+def test_one_record_per_row_is_written_after_the_endpoint_answered():
+    writer = Writer()
+    answer = {"predictions": [{"label": 1, "probability": 0.9}, {"label": 0, "probability": 0.2}]}
+    records = _invoke(json.dumps({**answer, "model_version": "v2"}).encode(), writer)
+    assert [r.prediction_id for r in records] == ["p-0", "p-1"]
+    assert {r.variant for r in records} == {"ModelB"}
+    assert [item["predictionId"] for item in writer.items] == ["p-0", "p-1"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ClientError({"Error": {"Code": "ModelError", "Message": "boom"}}, "InvokeEndpoint"),
+        b"<html>not json</html>",
+        json.dumps({"predictions": [{"label": 1, "probability": 0.9}], "model_version": "v2"}).encode(),
+        json.dumps({"predictions": [{"label": 1, "probability": 0.9}] * 2}).encode(),
+        json.dumps({"model_version": "v2"}).encode(),
+        json.dumps(
+            {
+                "predictions": [{"label": 1, "probability": 0.9}, {"label": 1, "probability": 7}],
+                "model_version": 2,
+            }
+        ).encode(),
+        json.dumps({"predictions": [{"label": 1}, {"label": 0}], "model_version": "v2"}).encode(),
+    ],
+    ids=[
+        "endpoint error",
+        "not json",
+        "too few",
+        "no version",
+        "no predictions",
+        "bad probability",
+        "no prob",
+    ],
+)
+def test_nothing_is_written_unless_every_row_was_answered(answer):
+    writer = Writer()
+    with pytest.raises(ClientError if isinstance(answer, Exception) else ValueError):
+        _invoke(answer, writer)
+    assert writer.items == []

@@ -9,29 +9,62 @@
 
 The active version and its schema are cached for ``version_cache_seconds``, so a rollback takes
 effect within that time without a call to Parameter Store on every request.
+
+Failures: a request the service refuses is a ``RequestError`` (4xx, message for the caller); a
+dependency that fails after botocore's bounded retries is an ``UpstreamError`` carrying the HTTP
+status the API answers with: 502 (the model failed or answered nonsense, or any other error),
+503 (throttled or unavailable; ``UpstreamBusyError``, with a Retry-After), 504 (timed out;
+``UpstreamTimeoutError``). Predictions are written after the endpoint answered, all rows of a request
+in one DynamoDB transaction: a failure never leaves part of a request stored.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlpipe.registry import champion_schema
 from model.schema import FeatureSchema, RequestError, rows_from_document
 from shared.predictions import PredictionRecord, Source, invoke_and_record, record_feedback, timestamp
+from stacks.inference.runtime import telemetry
 
 VARIANTS = ("ModelA", "ModelB")
-MAX_ROWS = 100
+MAX_ROWS = 100  # also the most items one DynamoDB transaction takes
+# 100 rows of the 30 features fit as arrays (about 25 KB); as objects keyed by feature name a row
+# is about 0.8 KB, so about 80 rows fit
+# 100 rows of named features are ~80 KB; 128 KiB admits every request the API's model admits
+MAX_BODY_BYTES = 128 * 1024
+RETRY_AFTER_SECONDS = 1
+
+# Bounded retries with backoff (botocore "standard" mode: exponential backoff with full jitter,
+# at most 1 s after the first failed attempt; ``total_max_attempts`` counts the first attempt,
+# the legacy ``max_attempts`` would not) and timeouts sized for the API function's 10 s timeout
+# (shared.config). One request, every call failing as slowly as allowed:
+#   endpoint: 2 attempts x (0.5 s connect + 1.5 s read) + <= 1 s backoff = 5 s
+#   table:    2 attempts x (0.5 s connect + 1.0 s read) + <= 1 s backoff = 4 s  -> 9 s < 10 s.
+# The model answers in milliseconds, so 1.5 s of read time is a dead endpoint, not a slow one;
+# the stores (DynamoDB, SSM, S3, Kinesis) answer in tens of milliseconds. (A request that also
+# refreshes the cached schema makes two more store calls; should those fail as slowly too, the
+# function's timeout ends the request.)
+ENDPOINT_CLIENT_CONFIG = Config(
+    connect_timeout=0.5, read_timeout=1.5, retries={"mode": "standard", "total_max_attempts": 2}
+)
+STORE_CLIENT_CONFIG = Config(
+    connect_timeout=0.5, read_timeout=1.0, retries={"mode": "standard", "total_max_attempts": 2}
+)
 
 
 class ApiSettings(BaseModel):
@@ -46,8 +79,101 @@ class ApiSettings(BaseModel):
     version_cache_seconds: float = Field(default=30.0, alias="VERSION_CACHE_SECONDS", ge=0)
 
 
+class PayloadTooLargeError(RequestError):
+    """A body over ``MAX_BODY_BYTES``: refused before it is parsed."""
+
+    status_code = 413
+
+
 class UpstreamError(RuntimeError):
-    """The model endpoint or a data store failed; the caller gets a generic 502/503, the log the cause."""
+    """The model endpoint or a data store failed (after retries): the log gets the cause (the
+    message), the caller ``status`` and ``public_message``, which say nothing internal."""
+
+    status: ClassVar[int] = 502
+    public_message: ClassVar[str] = "the prediction service could not complete the request; try again"
+    retry_after_seconds: int | None = None
+
+
+class UpstreamBusyError(UpstreamError):
+    """Throttled or unavailable: worth retrying after ``retry_after_seconds``."""
+
+    status = 503
+    public_message = "the prediction service is busy; retry after the time in the Retry-After header"
+
+    def __init__(self, message: str, retry_after_seconds: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status = 504
+    public_message = "the prediction service did not answer in time; try again"
+
+
+# error codes of SageMaker runtime, DynamoDB, Kinesis, SSM and S3 that mean "busy, retry later"
+_BUSY_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ProvisionedThroughputExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ModelNotReadyException",
+        "TransactionConflictException",
+        "KMSThrottlingException",
+        "SlowDown",
+    }
+)
+# a cancelled DynamoDB transaction names why per item
+_BUSY_CANCELLATION_REASONS = frozenset(
+    {"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded", "TransactionConflict"}
+)
+
+
+def upstream_error(error: Exception, action: str) -> UpstreamError:
+    """The ``UpstreamError`` (and so the HTTP status) for a dependency's failure."""
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
+        return UpstreamTimeoutError(f"{action} timed out: {error}")
+    if isinstance(error, ClientError):
+        response: Mapping[str, Any] = error.response
+        code = response.get("Error", {}).get("Code", "")
+        http_status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        reasons = {reason.get("Code") for reason in response.get("CancellationReasons", [])}
+        if code in _BUSY_CODES or http_status in {429, 503} or reasons & _BUSY_CANCELLATION_REASONS:
+            return UpstreamBusyError(f"{action} refused: {error}")
+    return UpstreamError(f"{action} failed: {error}")
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise RequestError(f"the body is not valid JSON: {name} is not a number in JSON; send finite numbers")
+
+
+def parse_body(body: str | None, *, base64_encoded: bool = False) -> object:
+    """The JSON document of a request body, refused (4xx) when it is missing, too large or not JSON.
+
+    Strict JSON: Python's parser would accept ``NaN`` and ``Infinity``, JSON has no such numbers.
+    """
+    if not body:
+        raise RequestError("the body must be a JSON document; it is empty")
+    try:
+        data = base64.b64decode(body, validate=True) if base64_encoded else body.encode()
+    except (binascii.Error, UnicodeEncodeError):
+        raise RequestError("the body is not valid JSON text") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(
+            f"the body is {len(data)} bytes; at most {MAX_BODY_BYTES} bytes "
+            f"({MAX_BODY_BYTES // 1024} KiB) are accepted: send fewer rows per request, "
+            "or rows as arrays of values in schema order"
+        )
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RequestError:
+        raise
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise RequestError(f"the body must be JSON: {err}") from None
 
 
 class PredictionService:
@@ -73,12 +199,15 @@ class PredictionService:
         now = self.monotonic()
         if self._cached is not None and now - self._cached[0] < self.settings.version_cache_seconds:
             return self._cached[1], self._cached[2]
-        version, schema = champion_schema(
-            ssm=self.ssm,
-            s3=self.s3,
-            bucket=self.settings.model_bucket,
-            parameters_path=self.settings.parameters_path,
-        )
+        try:
+            version, schema = champion_schema(
+                ssm=self.ssm,
+                s3=self.s3,
+                bucket=self.settings.model_bucket,
+                parameters_path=self.settings.parameters_path,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise upstream_error(err, "reading the active model version and schema") from err
         self._cached = (now, version, schema)
         return version, schema
 
@@ -109,24 +238,41 @@ class PredictionService:
         """Invoke the endpoint for validated rows and store one record per row under the given ids.
 
         ``at`` is the records' sort key time (the stream passes the request's time, so a replayed
-        record overwrites its first write instead of adding a second).
+        record overwrites its first write instead of adding a second). The records are written
+        in one transaction after the endpoint answered: all of them, or none.
         """
+        collected = _Collected()
         try:
-            with self.table.batch_writer(overwrite_by_pkeys=["predictionId", "timestamp"]) as writer:
-                records = invoke_and_record(
-                    self.runtime,
-                    writer,
-                    endpoint_name=self.settings.endpoint_name,
-                    rows=rows,
-                    prediction_ids=prediction_ids,
-                    source=source,
-                    at=at or self.clock(),
-                    ttl_days=self.settings.ttl_days,
-                    variant=variant,
-                    monotonic=self.monotonic,
-                )
-        except (ClientError, ValueError) as err:
-            raise UpstreamError(f"predicting or storing failed: {err}") from err
+            records = invoke_and_record(
+                self.runtime,
+                collected,
+                endpoint_name=self.settings.endpoint_name,
+                rows=rows,
+                prediction_ids=prediction_ids,
+                source=source,
+                at=at or self.clock(),
+                ttl_days=self.settings.ttl_days,
+                variant=variant,
+                monotonic=self.monotonic,
+            )
+        except (ClientError, BotoCoreError, ValueError) as err:
+            raise upstream_error(err, "InvokeEndpoint") from err
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table.name, "Item": item}} for item in collected.items
+                ]
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise upstream_error(err, "storing the predictions") from err
+        first = records[0]
+        telemetry.record_prediction(
+            source=source,
+            variant=first.variant,
+            model_version=first.model_version,
+            rows=len(records),
+            latency_ms=first.latency_ms,
+        )
         return {
             "modelVersion": records[0].model_version,
             "variant": records[0].variant,
@@ -146,16 +292,19 @@ class PredictionService:
                 Data=json.dumps(message).encode(),
                 PartitionKey=prediction_ids[0],
             )
-        except ClientError as err:
-            raise UpstreamError(f"PutRecord failed: {err}") from err
+        except (ClientError, BotoCoreError) as err:
+            raise upstream_error(err, "PutRecord") from err
         return {"predictionIds": prediction_ids, "status": "accepted"}
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
-        items = self.table.query(
-            KeyConditionExpression="predictionId = :id",
-            ExpressionAttributeValues={":id": prediction_id},
-            Limit=1,
-        )["Items"]
+        try:
+            items = self.table.query(
+                KeyConditionExpression="predictionId = :id",
+                ExpressionAttributeValues={":id": prediction_id},
+                Limit=1,
+            )["Items"]
+        except (ClientError, BotoCoreError) as err:
+            raise upstream_error(err, "reading a prediction") from err
         return PredictionRecord.from_item(items[0]) if items else None
 
     def feedback(self, body: object) -> PredictionRecord:
@@ -167,7 +316,34 @@ class PredictionService:
         prediction_id = body["predictionId"]
         if not isinstance(prediction_id, str) or not prediction_id:
             raise RequestError("predictionId must be a non-empty string")
-        return record_feedback(self.table, prediction_id, label, now=self.clock())
+        try:
+            return record_feedback(self.table, prediction_id, label, now=self.clock())
+        except (ClientError, BotoCoreError) as err:
+            raise upstream_error(err, "recording feedback") from err
+
+
+class _Collected:
+    """What ``invoke_and_record`` writes (``put_item(Item=...)``), held for one transaction."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def put_item(self, **request: Any) -> None:
+        self.items.append(request["Item"])
+
+
+def from_environment(environ: Mapping[str, str]) -> PredictionService:
+    """The service as a Lambda function's environment configures it, with bounded-retry clients."""
+    settings = ApiSettings.model_validate(dict(environ))
+    session = boto3.session.Session()
+    return PredictionService(
+        settings,
+        ssm=session.client("ssm", config=STORE_CLIENT_CONFIG),
+        s3=session.client("s3", config=STORE_CLIENT_CONFIG),
+        runtime=session.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG),
+        table=session.resource("dynamodb", config=STORE_CLIENT_CONFIG).Table(settings.table_name),
+        kinesis=session.client("kinesis", config=STORE_CLIENT_CONFIG),
+    )
 
 
 @cache
@@ -176,13 +352,4 @@ def current() -> PredictionService:
 
     Both the API and the stream consumer use it.
     """
-    settings = ApiSettings.model_validate(dict(os.environ))
-    session = boto3.session.Session()
-    return PredictionService(
-        settings,
-        ssm=session.client("ssm"),
-        s3=session.client("s3"),
-        runtime=session.client("sagemaker-runtime"),
-        table=session.resource("dynamodb").Table(settings.table_name),
-        kinesis=session.client("kinesis"),
-    )
+    return from_environment(os.environ)
