@@ -56,7 +56,7 @@ TARGETS = {"cold_init_ms": 300.0, "warm_overhead_us": 2000.0}
 FEATURES = 30
 
 # What the Lambda runtime and the inference stack put in the function's environment (the
-# credentials are placeholders: nothing here calls AWS)
+# credentials are dummy values: nothing here calls AWS)
 LAMBDA_ENVIRONMENT = {
     "AWS_LAMBDA_FUNCTION_NAME": "ml-pipeline-api-bench",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",

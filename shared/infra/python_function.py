@@ -37,6 +37,7 @@ from constructs import Construct
 from shared.config import EnvironmentConfig, FunctionConfig
 from shared.infra.acknowledge import acknowledge, acknowledge_wildcards
 from shared.infra.logs import EncryptedLogGroup
+from shared.infra.vpc_access import allow_vpc_interfaces
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "lambda"
@@ -326,39 +327,17 @@ class HardenedFunction(Construct):
 
     def _allow_vpc_networking(self, vpc: ec2.IVpc, security_groups: Sequence[ec2.ISecurityGroup]) -> None:
         """What Lambda needs to attach the function to the VPC (the managed policy, scoped down)."""
-        stack = cdk.Stack.of(self)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                ],
-                resources=[
-                    stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
-                    *(
-                        stack.format_arn(service="ec2", resource="subnet", resource_name=subnet.subnet_id)
-                        for subnet in vpc.isolated_subnets
-                    ),
-                    *(
-                        stack.format_arn(
-                            service="ec2", resource="security-group", resource_name=group.security_group_id
-                        )
-                        for group in security_groups
-                    ),
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            )
+        allow_vpc_interfaces(
+            self.role,
+            vpc=vpc,
+            security_groups=security_groups,
+            manage=[
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            describe=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
         )
 
 

@@ -37,6 +37,7 @@ from constructs import Construct
 
 from shared.config import SKLEARN_IMAGE_REGISTRIES, EnvironmentConfig, sklearn_image_uri
 from shared.infra.acknowledge import acknowledge_wildcards
+from shared.infra.vpc_access import allow_vpc_interfaces
 from shared.model_parameters import artifact_key
 
 DATA_CAPTURE_PREFIX = "datacapture"
@@ -229,7 +230,9 @@ class ModelEndpoint(Construct):
             )
         )
         # account-level or without resource-level permissions: scoped by condition where possible
+        # the registry token is account-level: no resource-level permissions (Resource "*")
         role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        # PutMetricData has no resource-level permissions: Resource "*", limited by namespace
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
@@ -239,39 +242,23 @@ class ModelEndpoint(Construct):
         )
         # SageMaker places the endpoint's network interfaces in the VPC: created at run time (ids
         # unknown), but only in this account/region and the given subnets and security group
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                resources=[
-                    stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
-                    *(
-                        stack.format_arn(service="ec2", resource="subnet", resource_name=subnet.subnet_id)
-                        for subnet in vpc.isolated_subnets
-                    ),
-                    stack.format_arn(
-                        service="ec2",
-                        resource="security-group",
-                        resource_name=security_group.security_group_id,
-                    ),
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            )
+        allow_vpc_interfaces(
+            role,
+            vpc=vpc,
+            security_groups=[security_group],
+            manage=[
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            describe=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+            ],
         )
         acknowledge_wildcards(
             role,
