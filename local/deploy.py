@@ -58,6 +58,7 @@ class StageDeployer:
         self.ssm = session.client("ssm")
         self.ec2 = session.client("ec2")
         self.dynamodb = session.client("dynamodb")
+        self.apigateway = session.client("apigateway")
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
 
@@ -76,6 +77,7 @@ class StageDeployer:
             for logical_id, resource in custom.items():
                 result.patches.append(self._emulate(plan.stack_name, logical_id, resource, resources))
             result.patches += self._apply_dropped_properties(plan.stack_name, template, resources)
+            result.patches += self._create_api_stage_and_keys(plan.stack_name, template, resources)
             result.patches += self._not_created(plan.stack_name, template, resources)
             result.outputs[plan.stack_name] = self._outputs(plan.stack_name)
         return result
@@ -191,6 +193,65 @@ class StageDeployer:
             "not enforced locally)"
             for kind, count in sorted(missing.items())
         ]
+
+    def _create_api_stage_and_keys(
+        self, stack: str, template: dict[str, Any], ids: dict[str, str]
+    ) -> list[str]:
+        """API Gateway stage, API keys and usage plans (moto's CloudFormation skips them).
+
+        The stage must exist for ``FlushStageCache``; the keys are what the local API accepts.
+        Created through the API Gateway API and recorded in ``ids`` under their logical ids.
+        """
+        patches = []
+        resources = template["Resources"]
+
+        def ref(value: Any) -> str:
+            return ids[value["Ref"]] if isinstance(value, dict) and "Ref" in value else str(value)
+
+        for logical_id, resource in resources.items():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::ApiGateway::Stage" and not ids.get(logical_id):
+                api_id = ref(properties["RestApiId"])
+                self.apigateway.create_deployment(
+                    restApiId=api_id, stageName=properties["StageName"], description="local stage"
+                )
+                ids[logical_id] = properties["StageName"]
+                patches.append(f"{stack}: stage {properties['StageName']} of API {api_id} via API Gateway")
+            elif resource["Type"] == "AWS::ApiGateway::ApiKey" and not ids.get(logical_id):
+                key = self.apigateway.create_api_key(
+                    name=properties.get("Name", logical_id), enabled=True, generateDistinctId=True
+                )
+                ids[logical_id] = key["id"]
+                patches.append(f"{stack}: API key {key['name']} via API Gateway")
+        for logical_id, resource in resources.items():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::ApiGateway::UsagePlan" and not ids.get(logical_id):
+                plan = self.apigateway.create_usage_plan(
+                    name=properties.get("UsagePlanName", logical_id),
+                    apiStages=[
+                        {"apiId": ref(stage["ApiId"]), "stage": ref(stage["Stage"])}
+                        for stage in properties.get("ApiStages", [])
+                    ],
+                    throttle={
+                        "rateLimit": properties.get("Throttle", {}).get("RateLimit", 0),
+                        "burstLimit": properties.get("Throttle", {}).get("BurstLimit", 0),
+                    },
+                    quota={
+                        "limit": properties.get("Quota", {}).get("Limit", 0),
+                        "period": properties.get("Quota", {}).get("Period", "DAY"),
+                    },
+                )
+                ids[logical_id] = plan["id"]
+                patches.append(f"{stack}: usage plan {plan['name']} via API Gateway")
+        for logical_id, resource in resources.items():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::ApiGateway::UsagePlanKey" and not ids.get(logical_id):
+                self.apigateway.create_usage_plan_key(
+                    usagePlanId=ref(properties["UsagePlanId"]), keyId=ref(properties["KeyId"]), keyType="API_KEY"
+                )
+                ids[logical_id] = ref(properties["KeyId"])
+                patches.append(f"{stack}: usage plan key {logical_id} via API Gateway")
+        return patches
 
     def _apply_dropped_properties(
         self, stack: str, template: dict[str, Any], ids: dict[str, str]

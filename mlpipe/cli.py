@@ -151,10 +151,18 @@ def _actor(session: boto3.session.Session) -> str:
         return os.environ.get("USER", "unknown")
 
 
-def _lifecycle(
-    args: argparse.Namespace, session: boto3.session.Session, registry: ModelRegistry
+def build_lifecycle(
+    session: boto3.session.Session,
+    registry: ModelRegistry,
+    *,
+    stage: str,
+    poll_seconds: float,
+    timeout_seconds: float,
+    via_events: bool = False,
+    actor: str | None = None,
 ) -> Lifecycle:
-    outputs = endpoint_outputs(session.client("cloudformation"), args.stage)
+    """The lifecycle of ``stage``'s endpoint, from the inference stack's outputs (CLI and local stage)."""
+    outputs = endpoint_outputs(session.client("cloudformation"), stage)
     target = EndpointTarget(
         endpoint_name=outputs[InferenceOutputs.ENDPOINT_NAME],
         execution_role_arn=outputs[InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN],
@@ -176,10 +184,23 @@ def _lifecycle(
         ssm=session.client("ssm"),
         sagemaker=session.client("sagemaker"),
         s3=session.client("s3"),
-        actor=_actor(session),
+        actor=actor or _actor(session),
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+        on_verified=[] if via_events else hooks,  # the deploy function flushes in that case
+        via_events=via_events,
+    )
+
+
+def _lifecycle(
+    args: argparse.Namespace, session: boto3.session.Session, registry: ModelRegistry
+) -> Lifecycle:
+    return build_lifecycle(
+        session,
+        registry,
+        stage=args.stage,
         poll_seconds=args.poll_seconds,
         timeout_seconds=args.timeout_seconds,
-        on_verified=[] if args.via_events else hooks,  # the deploy function flushes in that case
         via_events=args.via_events,
     )
 

@@ -5,6 +5,9 @@
   ``KeyPolicy`` as the template's object instead of a JSON document.
 - ``AWS::SSM::Parameter``: CloudFormation's ``Tags`` is a map; moto expects a list of
   ``Key``/``Value`` pairs and fails with a 500.
+- ``AWS::SageMaker::Model``/``EndpointConfig``/``Endpoint``: moto ignores ``ModelName``,
+  ``EndpointConfigName`` and ``EndpointName`` and names them after the stack and logical id, so
+  the endpoint the stack names (and its outputs, alarms and IAM refer to) would not exist.
 """
 
 from __future__ import annotations
@@ -14,13 +17,22 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.kms import models as kms_models
+from moto.sagemaker import models as sagemaker_models
 from moto.ssm import models as ssm_models
 
 _BY = "fixed by local.emulator.cfn_properties"
 GAPS = (
     f"CloudFormation AWS::KMS::Key Tags and KeyPolicy (moto mishandles them): {_BY}",
     f"CloudFormation AWS::SSM::Parameter Tags map (moto expects a list): {_BY}",
+    f"CloudFormation AWS::SageMaker::Model/EndpointConfig/Endpoint names (moto ignores them): {_BY}",
 )
+
+# resource -> the property CloudFormation takes its physical name from
+_NAMED = {
+    sagemaker_models.Model: "ModelName",
+    sagemaker_models.FakeEndpointConfig: "EndpointConfigName",
+    sagemaker_models.FakeEndpoint: "EndpointName",
+}
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -43,7 +55,7 @@ def ssm_parameter(properties: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def _wrap(model: Any, transform: Transform) -> None:
+def _wrap(model: Any, transform: Transform, name_property: str | None = None) -> None:
     if getattr(model, "_mlpipe_fixed", False):
         return
     original = model.create_from_cloudformation_json.__func__
@@ -57,7 +69,10 @@ def _wrap(model: Any, transform: Transform) -> None:
         region_name: str,
         **kwargs: Any,
     ) -> Any:
-        fixed = {**cloudformation_json, "Properties": transform(cloudformation_json.get("Properties", {}))}
+        properties = transform(cloudformation_json.get("Properties", {}))
+        fixed = {**cloudformation_json, "Properties": properties}
+        if name_property is not None and isinstance(properties.get(name_property), str):
+            resource_name = properties[name_property]
         return original(cls, resource_name, fixed, account_id, region_name, **kwargs)
 
     model.create_from_cloudformation_json = classmethod(create)
@@ -67,4 +82,6 @@ def _wrap(model: Any, transform: Transform) -> None:
 def install() -> tuple[str, ...]:
     _wrap(kms_models.Key, kms_key)
     _wrap(ssm_models.Parameter, ssm_parameter)
+    for model, name_property in _NAMED.items():
+        _wrap(model, dict, name_property)
     return GAPS

@@ -7,7 +7,7 @@ import pytest
 from local.deploy import StageDeployer
 from local.emulator import cfn_properties
 from shared.config import get_config
-from shared.outputs import DataOutputs, NetworkOutputs
+from shared.outputs import DataOutputs, InferenceOutputs, NetworkOutputs
 from tools.synth import synthesize
 
 
@@ -50,3 +50,29 @@ def test_the_local_stage_deploys_in_plan_order_with_every_gap_reported(aws, loca
     assert "Custom::VpcRestrictDefaultSG" in patched
     assert "TTL on expirationTime" in patched
     assert patched.count("versioning Enabled") == 4
+
+
+def test_the_inference_stack_deploys_with_its_names_stage_and_api_key(aws, local_assembly):
+    cfn_properties.install()
+    deployment = StageDeployer(aws, poll_seconds=0.0).deploy(local_assembly, "local")
+    config = get_config("local")
+    inference = deployment.outputs[config.stack_name("inference")]
+    endpoint = aws.client("sagemaker").describe_endpoint(
+        EndpointName=inference[InferenceOutputs.ENDPOINT_NAME]
+    )
+    assert endpoint["EndpointName"] == config.resource_name("endpoint")
+    assert sorted(v["VariantName"] for v in endpoint["ProductionVariants"]) == ["ModelA", "ModelB"]
+    apigateway = aws.client("apigateway")
+    api_id = inference[InferenceOutputs.REST_API_ID]
+    (stage,) = apigateway.get_stages(restApiId=api_id)["item"]
+    assert stage["stageName"] == inference[InferenceOutputs.API_STAGE_NAME] == "v1"
+    (key,) = apigateway.get_api_keys(includeValues=True)["items"]
+    assert key["enabled"]
+    assert key["value"]
+    (plan,) = apigateway.get_usage_plans()["items"]
+    assert plan["apiStages"] == [{"apiId": api_id, "stage": "v1"}]
+    assert [k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]] == [key["id"]]
+    patched = "\n".join(deployment.patches)
+    assert f"stage v1 of API {api_id} via API Gateway" in patched
+    assert "AWS::ApiGateway::Stage not created" not in patched
+    assert "AWS::ApiGateway::Method not created" in patched  # reported: the local API reads the template

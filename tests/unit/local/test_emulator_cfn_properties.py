@@ -42,6 +42,7 @@ TEMPLATE = {
 
 def test_cdk_shaped_keys_and_parameters_are_created(aws):
     assert cfn_properties.install() == cfn_properties.GAPS
+    assert len(cfn_properties.GAPS) == 3
     cfn = aws.client("cloudformation")
     cfn.create_stack(StackName="keys", TemplateBody=json.dumps(TEMPLATE))
     stack = cfn.describe_stacks(StackName="keys")["Stacks"][0]
@@ -56,3 +57,53 @@ def test_cdk_shaped_keys_and_parameters_are_created(aws):
         ResourceType="Parameter", ResourceId="/ml-pipeline/local/models/active-version"
     )
     assert tags["TagList"] == [{"Key": "Project", "Value": "ml-pipeline"}]
+
+
+SAGEMAKER = {
+    "Resources": {
+        "Model": {
+            "Type": "AWS::SageMaker::Model",
+            "Properties": {
+                "ModelName": "endpoint-v1-abc",
+                "ExecutionRoleArn": "arn:aws:iam::123456789012:role/sagemaker",
+                "PrimaryContainer": {
+                    "Image": "image:tag",
+                    "ModelDataUrl": "s3://bucket/models/v1/model.tar.gz",
+                },
+            },
+        },
+        "Config": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Properties": {
+                "EndpointConfigName": "endpoint-config-abc",
+                "ProductionVariants": [
+                    {
+                        "VariantName": "ModelA",
+                        "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
+                        "InitialInstanceCount": 1,
+                        "InstanceType": "ml.m5.large",
+                        "InitialVariantWeight": 1.0,
+                    }
+                ],
+            },
+        },
+        "Endpoint": {
+            "Type": "AWS::SageMaker::Endpoint",
+            "Properties": {
+                "EndpointName": "endpoint",
+                "EndpointConfigName": {"Fn::GetAtt": ["Config", "EndpointConfigName"]},
+            },
+        },
+    }
+}
+
+
+def test_sagemaker_resources_get_the_names_the_template_gives(aws):
+    cfn_properties.install()
+    aws.client("cloudformation").create_stack(StackName="endpoint", TemplateBody=json.dumps(SAGEMAKER))
+    sagemaker = aws.client("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName="endpoint")
+    assert endpoint["EndpointConfigName"] == "endpoint-config-abc"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName="endpoint-config-abc")
+    assert config["ProductionVariants"][0]["ModelName"] == "endpoint-v1-abc"
+    assert sagemaker.describe_model(ModelName="endpoint-v1-abc")["ModelName"] == "endpoint-v1-abc"
