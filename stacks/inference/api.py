@@ -7,9 +7,10 @@ variant), ``POST /predict/stream`` (202), ``GET /predictions/{predictionId}``, `
   callers are server-side systems of the owning team, not end users, so a key with per-client
   throttling and quota is the control that matters; IAM (SigV4) auth is the upgrade path when
   callers run in AWS accounts of their own.
-- **Validation**: the body of ``POST /predict`` and ``/predict/stream`` is validated against the
-  model's request schema (``request-schema.json``, the draft-04 schema ``nox -s train`` writes
-  for the served feature set) before the function runs; the function validates again against
+- **Validation**: the body of ``POST /feedback`` is validated against its own small schema, and
+  the body of ``POST /predict`` and ``/predict/stream`` against the model's request schema
+  (``request-schema.json``, the draft-04 schema ``nox -s train`` writes for the served feature
+  set), for every content type, before the function runs; the function validates again against
   the champion's own schema (ranges per version) and answers 4xx for what passes the gateway.
 - **Cache**: the stage has an encrypted cache; caching is off for every method except
   ``POST /predict``. API Gateway keys a cache entry on request parameters only, so the
@@ -43,6 +44,19 @@ BODY_HEADER = "X-Request-Body"
 BODY_CACHE_KEY = f"integration.request.header.{BODY_HEADER}"
 VARIANT_CACHE_KEY = "method.request.querystring.variant"
 REQUEST_MODEL_NAME = "PredictionRequest"
+FEEDBACK_MODEL_NAME = "FeedbackRequest"
+FEEDBACK_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "title": FEEDBACK_MODEL_NAME,
+    "description": "The observed outcome of a stored prediction",
+    "type": "object",
+    "properties": {
+        "predictionId": {"type": "string", "minLength": 1, "maxLength": 64},
+        "label": {"type": "integer", "enum": [0, 1]},
+    },
+    "required": ["predictionId", "label"],
+    "additionalProperties": False,
+}
 
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -146,7 +160,20 @@ class PredictionApi(Construct):
             description="Prediction request: 1..100 rows of the model's features (draft-04 JSON Schema)",
             schema=request_schema(),
         )
+        feedback_model = apigateway.CfnModel(
+            self,
+            "FeedbackModel",
+            rest_api_id=self.rest_api.rest_api_id,
+            name=FEEDBACK_MODEL_NAME,
+            content_type="application/json",
+            description="Feedback: a prediction id and the observed label (draft-04 JSON Schema)",
+            schema=FEEDBACK_SCHEMA,
+        )
         request_model = apigateway.Model.from_model_name(self, "RequestModelRef", REQUEST_MODEL_NAME)
+        feedback_request = apigateway.Model.from_model_name(self, "FeedbackModelRef", FEEDBACK_MODEL_NAME)
+        # API Gateway validates a body against the model of the request's Content-Type; $default
+        # covers any other type, so no Content-Type skips the gateway's validation
+        prediction_models = {"application/json": request_model, "$default": request_model}
         body_validator = self.rest_api.add_request_validator(
             "BodyValidator", validate_request_body=True, validate_request_parameters=True
         )
@@ -167,14 +194,14 @@ class PredictionApi(Construct):
             ),
             api_key_required=True,
             request_parameters={VARIANT_CACHE_KEY: False},
-            request_models={"application/json": request_model},
+            request_models=prediction_models,
             request_validator=body_validator,
         )
         stream = predict.add_resource("stream").add_method(
             "POST",
             integration(),
             api_key_required=True,
-            request_models={"application/json": request_model},
+            request_models=prediction_models,
             request_validator=body_validator,
         )
         read_back = (
@@ -189,11 +216,16 @@ class PredictionApi(Construct):
             )
         )
         feedback = self.rest_api.root.add_resource("feedback").add_method(
-            "POST", integration(), api_key_required=True, request_validator=body_validator
+            "POST",
+            integration(),
+            api_key_required=True,
+            request_models={"application/json": feedback_request, "$default": feedback_request},
+            request_validator=body_validator,
         )
         self.methods = [self.predict_method, stream, read_back, feedback]
         for method in (self.predict_method, stream):
             method.node.add_dependency(model)
+        feedback.node.add_dependency(feedback_model)
         for method in self.methods:
             acknowledge(
                 method,

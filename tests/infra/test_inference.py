@@ -195,10 +195,17 @@ def test_every_method_needs_an_api_key_and_bodies_are_validated_against_the_mode
     methods = [m["Properties"] for m in resources_of(template, "AWS::ApiGateway::Method").values()]
     assert len(methods) == 4
     assert all(m["ApiKeyRequired"] is True and "RequestValidatorId" in m for m in methods)
-    (model,) = resources_of(template, "AWS::ApiGateway::Model").values()
-    assert model["Properties"]["Schema"] == request_schema()
+    models = {
+        m["Properties"]["Name"]: m["Properties"]
+        for m in resources_of(template, "AWS::ApiGateway::Model").values()
+    }
+    assert models["PredictionRequest"]["Schema"] == request_schema()
+    assert models["FeedbackRequest"]["Schema"]["required"] == ["predictionId", "label"]
     with_model = [m for m in methods if m.get("RequestModels")]
-    assert len(with_model) == 2  # POST /predict and /predict/stream
+    assert len(with_model) == 3  # POST /predict, /predict/stream and /feedback
+    for method in with_model:
+        # every content type is validated: a body sent as text/plain does not skip the gateway
+        assert set(method["RequestModels"]) == {"application/json", "$default"}
     validators = resources_of(template, "AWS::ApiGateway::RequestValidator")
     assert any(v["Properties"]["ValidateRequestBody"] for v in validators.values())
     plan = _one(template, "AWS::ApiGateway::UsagePlan")
