@@ -16,7 +16,7 @@ import nox
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "typecheck", "synth", "guard", "unit"]
+nox.options.sessions = ["lint", "typecheck", "synth", "guard", "unit", "integration"]
 nox.options.error_on_external_run = True
 
 ROOT = Path(__file__).parent
@@ -79,6 +79,25 @@ def unit(session: nox.Session) -> None:
     """Unit tests (no network; moto in-process) and template assertions."""
     install(session, "infra", "runtime", "model", "report", "policy", "test")
     session.run("pytest", "tests/unit", "tests/infra", *session.posargs, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def local(session: nox.Session) -> None:
+    """The local stage: the whole pipeline on 127.0.0.1 until Ctrl-C (``-- --smoke``: exercise and exit)."""
+    install(session, "infra", "runtime", "model", "local")
+    session.run("python", "-m", "local.stage", *session.posargs, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    """The integration suite against the local stage (started here), or ``-- --stage dev``.
+
+    Against the local stage it first runs the smoke path (``local.stage --smoke``) on its own.
+    """
+    install(session, "infra", "runtime", "model", "local", "test")
+    if "--stage" not in session.posargs:
+        session.run("python", "-m", "local.stage", "--smoke", env=QUIET_NODE)
+    session.run("pytest", "tests/integration", "-p", "no:cacheprovider", *session.posargs, env=QUIET_NODE)
 
 
 @nox.session(python=PYTHON)

@@ -247,7 +247,9 @@ class StageDeployer:
             properties = resource.get("Properties", {})
             if resource["Type"] == "AWS::ApiGateway::UsagePlanKey" and not ids.get(logical_id):
                 self.apigateway.create_usage_plan_key(
-                    usagePlanId=ref(properties["UsagePlanId"]), keyId=ref(properties["KeyId"]), keyType="API_KEY"
+                    usagePlanId=ref(properties["UsagePlanId"]),
+                    keyId=ref(properties["KeyId"]),
+                    keyType="API_KEY",
                 )
                 ids[logical_id] = ref(properties["KeyId"])
                 patches.append(f"{stack}: usage plan key {logical_id} via API Gateway")

@@ -26,6 +26,8 @@ from moto.sagemaker.exceptions import ValidationError
 
 GAPS = (
     "SageMaker UpdateEndpoint (moto has none): added by local.emulator.sagemaker",
+    "SageMaker UpdateEndpointWeightsAndCapacities (moto never shows Updating and blanks instance counts): "
+    "fixed by local.emulator.sagemaker",
     "SageMaker variant weight 0 (moto drops a zero CurrentWeight/DesiredWeight): "
     "kept by local.emulator.sagemaker",
 )
@@ -37,6 +39,7 @@ class _Pending:
     old_config: str
     rollback_reason: str | None
     describes_while_updating: int = 1  # a poller sees "Updating" once before the outcome
+    apply_config: bool = True  # False for a weights/capacity update: the variants are already set
 
 
 _pending: dict[tuple[str, str, str], _Pending] = {}
@@ -89,7 +92,9 @@ def _describe_endpoint(self: Any, endpoint_name: str) -> dict[str, Any]:
         pending.describes_while_updating -= 1
     elif pending is not None and endpoint is not None:
         del _pending[key]
-        if pending.rollback_reason is None:
+        if not pending.apply_config:
+            pass
+        elif pending.rollback_reason is None:
             _apply_config(self, endpoint, pending.new_config)
         else:
             _apply_config(self, endpoint, pending.old_config)
@@ -98,6 +103,42 @@ def _describe_endpoint(self: Any, endpoint_name: str) -> dict[str, Any]:
         endpoint.last_modified_time = utcnow()
     result: dict[str, Any] = _original_describe(self, endpoint_name)
     return result
+
+
+_original_update_weights = sm_models.SageMakerModelBackend.update_endpoint_weights_and_capacities
+
+
+def _update_weights(
+    self: Any, endpoint_name: str, desired_weights_and_capacities: list[dict[str, Any]]
+) -> str:
+    """SageMaker's UpdateEndpointWeightsAndCapacities: ``Updating``, then ``InService`` with the weights.
+
+    moto applies the weights at once and never shows ``Updating``, so nothing watching the
+    endpoint's state (the deploy rule) would see the update finish; it also blanks the instance
+    counts a request leaves out. Here counts not asked for stay as they were, and the endpoint
+    reads ``Updating`` once before ``InService``, as an update the service performs does.
+    """
+    endpoint = self.endpoints.get(endpoint_name)
+    counts = {
+        v["VariantName"]: (v.get("CurrentInstanceCount"), v.get("DesiredInstanceCount"))
+        for v in (endpoint.production_variants if endpoint is not None else [])
+    }
+    if endpoint is not None and endpoint.endpoint_status != "InService":
+        raise ValidationError(
+            message=f"Cannot update in-progress endpoint {endpoint.arn} (status {endpoint.endpoint_status})."
+        )
+    arn: str = _original_update_weights(self, endpoint_name, desired_weights_and_capacities)
+    endpoint = self.endpoints[endpoint_name]
+    for variant in endpoint.production_variants:
+        current, desired = counts.get(variant["VariantName"], (None, None))
+        if variant.get("CurrentInstanceCount") is None and current is not None:
+            variant["CurrentInstanceCount"], variant["DesiredInstanceCount"] = current, desired
+    _pending[_key(self, endpoint_name)] = _Pending(
+        endpoint.endpoint_config_name, endpoint.endpoint_config_name, None, apply_config=False
+    )
+    endpoint.endpoint_status = "Updating"
+    endpoint.last_modified_time = utcnow()
+    return arn
 
 
 def _process_production_variants(
@@ -138,6 +179,7 @@ def install() -> tuple[str, ...]:
     backend_class = sm_models.SageMakerModelBackend
     backend_class.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
     backend_class.describe_endpoint = _describe_endpoint  # type: ignore[method-assign]
+    backend_class.update_endpoint_weights_and_capacities = _update_weights  # type: ignore[method-assign]
     sm_responses.SageMakerResponse.update_endpoint = _update_endpoint_response  # type: ignore[attr-defined]
     sm_models.FakeEndpoint._process_production_variants = _process_production_variants  # type: ignore[method-assign]
     return GAPS

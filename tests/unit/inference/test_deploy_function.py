@@ -101,6 +101,8 @@ def test_a_change_during_a_deployment_is_deployed_after_it(lifecycle, settings):
     finished = route(endpoint_change(ENDPOINT), settings, lifecycle)
     assert finished.action == "finished"
     assert "desired state changed since: started" in finished.detail
+    # the weights update shows Updating first, as SageMaker's does, then InService
+    assert route(endpoint_change(ENDPOINT, "UPDATING"), settings, lifecycle).action == "waiting"
     assert route(endpoint_change(ENDPOINT), settings, lifecycle).action == "finished"
     verified = lifecycle.verified()
     assert verified is not None

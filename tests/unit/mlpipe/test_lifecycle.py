@@ -282,3 +282,23 @@ def test_setting_the_desired_state_writes_only_what_changes(aws, lifecycle):
     )
     assert version("active-version") == champion_version, "an unchanged champion makes no change event"
     assert version("traffic") == traffic_version + 1
+
+
+def test_a_weights_update_is_updating_once_then_in_service_with_counts_kept(aws, stage, emulator):
+    sagemaker = aws.client("sagemaker")
+    before = {
+        v["VariantName"]: v for v in sagemaker.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"]
+    }
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=ENDPOINT,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "ModelA", "DesiredWeight": 0.5},
+            {"VariantName": "ModelB", "DesiredWeight": 0.5},
+        ],
+    )
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Updating"
+    after = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert after["EndpointStatus"] == "InService"
+    for variant in after["ProductionVariants"]:
+        assert variant["CurrentWeight"] == 0.5
+        assert variant["CurrentInstanceCount"] == before[variant["VariantName"]]["CurrentInstanceCount"]

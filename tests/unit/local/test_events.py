@@ -1,0 +1,808 @@
+"""The local EventBridge: the templates' rules, pattern matching, service events by polling, retries."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from botocore.exceptions import ClientError
+
+from local.events import (
+    MAX_LOCAL_RETRIES,
+    EventDispatcher,
+    check_pattern,
+    event_rules,
+    event_status,
+    matches,
+)
+from tests.unit.conftest import IMAGE, ROLE
+from tools.deploy_plan import deployment_plan
+from tools.synth import synthesize
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+INFERENCE = "ml-pipeline-inference-local"
+DESIRED_RULE = "ml-pipeline-desired-state-changed-local-us-east-1"
+ENDPOINT_RULE = "ml-pipeline-endpoint-state-changed-local-us-east-1"
+ACTIVE = "/ml-pipeline/local/models/active-version"
+TRAFFIC = "/ml-pipeline/local/models/traffic"
+UNWATCHED = "/ml-pipeline/local/models/registry-notes"
+ENDPOINT = "ml-pipeline-endpoint-local-us-east-1"
+ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"
+DEPLOY_FUNCTION = "ml-pipeline-deploy-local-us-east-1"
+NOW = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+# --- the synthesized templates and the emulated account -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("events") / "cdk.out"
+    synthesize(out, environments=["local"])
+    return {
+        plan.stack_name: json.loads(plan.template_file.read_text()) for plan in deployment_plan(out)["local"]
+    }
+
+
+def function_names(templates: dict[str, dict]) -> dict[str, str]:
+    """Logical id -> FunctionName of every Lambda function of the templates (the physical names)."""
+    return {
+        logical_id: resource["Properties"]["FunctionName"]
+        for template in templates.values()
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function" and "FunctionName" in resource["Properties"]
+    }
+
+
+def deploy_function_id(templates: dict[str, dict]) -> str:
+    (logical_id,) = [i for i, name in function_names(templates).items() if name == DEPLOY_FUNCTION]
+    return logical_id
+
+
+class Functions:
+    """The stage's in-process Lambda runner: records invocations; the first ``failures`` raise."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.failures = failures
+
+    def invoke(self, name: str, event: dict) -> dict:
+        self.calls.append((name, event))
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("function error")
+        return {"action": "started"}
+
+
+@pytest.fixture
+def account(aws, emulator):
+    """The desired-state parameter and the endpoint the inference stack's rules name (traffic unset)."""
+    ssm = aws.client("ssm")
+    ssm.put_parameter(Name=ACTIVE, Value="v1", Type="String", Description="champion model version")
+    ssm.put_parameter(Name=UNWATCHED, Value="x", Type="String")
+    sagemaker = aws.client("sagemaker")
+    sagemaker.create_model(ModelName="model-v1", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    for config in ("config-1", "config-2"):
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=config,
+            ProductionVariants=[
+                {
+                    "VariantName": "ModelA",
+                    "ModelName": "model-v1",
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+        )
+    sagemaker.create_endpoint(
+        EndpointName=ENDPOINT,
+        EndpointConfigName="config-1",
+        Tags=[{"Key": "Project", "Value": "ml-pipeline"}],
+    )
+    return aws
+
+
+def dispatcher_for(session, rules, functions, *, sagemaker=None, dead=None, **options) -> EventDispatcher:
+    names = dict(options.pop("names", {}))
+    return EventDispatcher(
+        rules,
+        ssm=session.client("ssm"),
+        sagemaker=sagemaker or session.client("sagemaker"),
+        invoke=functions.invoke,
+        resolve_function=lambda logical_id: names[logical_id],
+        account=ACCOUNT,
+        region=REGION,
+        clock=lambda: NOW,
+        dead_letter=None if dead is None else lambda *args: dead.append(args),
+        **options,
+    )
+
+
+@pytest.fixture
+def stage_dispatcher(account, templates):
+    """The dispatcher as the stage builds it from the synthesized templates, its baseline taken."""
+    functions = Functions()
+    dispatcher = dispatcher_for(account, event_rules(templates), functions, names=function_names(templates))
+    assert dispatcher.poll() == []
+    return dispatcher, functions
+
+
+def overwrite(session, name: str, value: str) -> None:
+    session.client("ssm").put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+
+
+# --- hand-written templates for what the synthesized one does not have ----------------------------
+
+FUNCTION = {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "fn-physical"}}
+QUEUE = {"Type": "AWS::SQS::Queue", "Properties": {}}
+PERMISSION = {
+    "Type": "AWS::Lambda::Permission",
+    "Properties": {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": {"Fn::GetAtt": ["Fn", "Arn"]},
+        "Principal": "events.amazonaws.com",
+    },
+}
+
+
+def rule(name: str, *targets: dict, pattern=None, schedule=None, state="ENABLED") -> dict:
+    props: dict = {"Name": name, "State": state, "Targets": list(targets)}
+    if pattern is not None:
+        props["EventPattern"] = pattern
+    if schedule is not None:
+        props["ScheduleExpression"] = schedule
+    return {"Type": "AWS::Events::Rule", "Properties": props}
+
+
+def to_function(target_id: str = "T0", **extra) -> dict:
+    return {"Id": target_id, "Arn": {"Fn::GetAtt": ["Fn", "Arn"]}, **extra}
+
+
+def hand_template(**rules: dict) -> dict[str, dict]:
+    return {"hand": {"Resources": {"Fn": FUNCTION, "Queue": QUEUE, "Permission": PERMISSION, **rules}}}
+
+
+def ssm_pattern(*names: str, operations=("Create", "Update", "Delete")) -> dict:
+    return {
+        "source": ["aws.ssm"],
+        "detail-type": ["Parameter Store Change"],
+        "detail": {"name": list(names), "operation": list(operations)},
+    }
+
+
+# --- event_rules --------------------------------------------------------------------------------
+
+
+def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
+    rules = {r.name: r for r in event_rules(templates)}
+    assert {r.stack_name for r in rules.values()} == {INFERENCE}
+    assert set(rules) == {DESIRED_RULE, ENDPOINT_RULE}
+    desired, endpoint = rules[DESIRED_RULE], rules[ENDPOINT_RULE]
+    assert desired.enabled
+    assert endpoint.enabled
+    assert desired.schedule_expression is None
+    assert desired.event_bus == "default"
+    assert desired.event_pattern == {
+        "source": ["aws.ssm"],
+        "detail-type": ["Parameter Store Change"],
+        "detail": {"name": [ACTIVE, TRAFFIC], "operation": ["Create", "Update"]},
+    }
+    assert endpoint.event_pattern == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Endpoint State Change"],
+        "detail": {"EndpointName": [ENDPOINT]},
+    }
+    for spec in (desired, endpoint):
+        (target,) = spec.targets
+        assert target.function_logical_id == deploy_function_id(templates)
+        assert target.unsupported is None
+        assert target.retry_policy
+        assert target.maximum_retry_attempts == 3
+        assert target.dead_letter_arn is not None
+        assert target.dead_letter_arn.startswith("DeployEventsDeadLetters")
+        assert target.invoke_permission, "CDK grants events.amazonaws.com the invoke"
+
+
+def test_other_target_types_are_recorded_as_unsupported_with_their_arn():
+    templates = hand_template(
+        Rule=rule(
+            "mixed",
+            to_function("ToFunction"),
+            {"Id": "ToQueue", "Arn": {"Fn::GetAtt": ["Queue", "Arn"]}},
+            {"Id": "ToLiteral", "Arn": "arn:aws:sns:us-east-1:123456789012:topic"},
+            to_function("Transformed", InputTransformer={"InputTemplate": "<x>"}),
+            pattern={"source": ["custom"]},
+        )
+    )
+    (spec,) = event_rules(templates)
+    function, queue, literal, transformed = spec.targets
+    assert function.unsupported is None
+    assert not function.retry_policy
+    assert function.maximum_retry_attempts == 185, "AWS's default without a RetryPolicy"
+    assert function.dead_letter_arn is None
+    assert (queue.function_logical_id, queue.arn) == (None, "Queue.Arn")
+    assert queue.unsupported is not None
+    assert (literal.function_logical_id, literal.arn) == (None, "arn:aws:sns:us-east-1:123456789012:topic")
+    assert transformed.function_logical_id == "Fn"
+    assert transformed.unsupported is not None
+    assert "InputTransformer" in transformed.unsupported
+
+
+def test_a_function_without_an_events_permission_is_flagged():
+    templates = hand_template(Rule=rule("r", to_function(), pattern={"source": ["custom"]}))
+    del templates["hand"]["Resources"]["Permission"]
+    (spec,) = event_rules(templates)
+    assert not spec.targets[0].invoke_permission
+    dispatcher = dispatcher_for_fakes(event_rules(templates))
+    assert any("WARNING: no permission for events.amazonaws.com" in line for line in dispatcher.describe())
+
+
+# --- matches ------------------------------------------------------------------------------------
+
+EVENT = {
+    "source": "aws.ssm",
+    "detail-type": "Parameter Store Change",
+    "detail": {
+        "name": "/ml/active",
+        "operation": "Update",
+        "version": 3,
+        "size": 4.5,
+        "tags": ["blue", "green"],
+        "ip": "10.0.1.7",
+        "nested": {"flag": True, "none": None},
+        "items": [{"id": "x"}, {"id": "y"}],
+    },
+}
+
+
+def detail(**fields) -> dict:
+    return {"detail": fields}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ({"source": ["aws.ssm"]}, True),
+        ({"source": ["aws.s3"]}, False),
+        ({"source": ["aws.ssm"], "detail-type": ["Other"]}, False),  # every field must match
+        (detail(operation=["Create", "Update"]), True),
+        (detail(operation=["Delete"]), False),
+        (detail(missing=["x"]), False),
+        # nested objects, types and null
+        (detail(nested={"flag": [True]}), True),
+        (detail(nested={"flag": [False]}), False),
+        (detail(nested={"flag": ["true"]}), False),
+        (detail(nested={"none": [None]}), True),
+        (detail(nested={"flag": [None]}), False),
+        (detail(version=[3.0]), True),
+        (detail(version=["3"]), False),
+        # prefix / suffix / equals-ignore-case / wildcard
+        (detail(name=[{"prefix": "/ml/"}]), True),
+        (detail(name=[{"prefix": "/other/"}]), False),
+        (detail(version=[{"prefix": "3"}]), False),
+        (detail(name=[{"prefix": {"equals-ignore-case": "/ML/"}}]), True),
+        (detail(name=[{"prefix": {"equals-ignore-case": "/XL/"}}]), False),
+        (detail(name=[{"suffix": "/active"}]), True),
+        (detail(name=[{"suffix": "/traffic"}]), False),
+        (detail(operation=[{"equals-ignore-case": "UPDATE"}]), True),
+        (detail(operation=[{"equals-ignore-case": "CREATE"}]), False),
+        (detail(name=[{"wildcard": "/ml/*"}]), True),
+        (detail(name=[{"wildcard": "/ml/*/x"}]), False),
+        # anything-but
+        (detail(operation=[{"anything-but": ["Create", "Delete"]}]), True),
+        (detail(operation=[{"anything-but": ["Update"]}]), False),
+        (detail(operation=[{"anything-but": "Create"}]), True),
+        (detail(operation=[{"anything-but": "Update"}]), False),
+        (detail(version=[{"anything-but": 4}]), True),
+        (detail(version=[{"anything-but": 3}]), False),
+        (detail(name=[{"anything-but": {"prefix": "/x/"}}]), True),
+        (detail(name=[{"anything-but": {"prefix": "/ml/"}}]), False),
+        (detail(missing=[{"anything-but": "x"}]), False),  # a missing field matches only exists: false
+        # exists
+        (detail(name=[{"exists": True}]), True),
+        (detail(missing=[{"exists": True}]), False),
+        (detail(missing=[{"exists": False}]), True),
+        (detail(name=[{"exists": False}]), False),
+        ({"absent": {"child": [{"exists": False}]}}, True),
+        ({"absent": {"child": [{"exists": True}]}}, False),
+        # numeric
+        (detail(version=[{"numeric": [">", 0, "<=", 5]}]), True),
+        (detail(version=[{"numeric": [">", 3]}]), False),
+        (detail(version=[{"numeric": ["=", 3]}]), True),
+        (detail(size=[{"numeric": ["<", 5]}]), True),
+        (detail(size=[{"numeric": [">=", 5]}]), False),
+        (detail(name=[{"numeric": [">", 0]}]), False),  # a string is not a number
+        (detail(nested={"flag": [{"numeric": [">", 0]}]}), False),  # nor is a boolean
+        # cidr
+        (detail(ip=[{"cidr": "10.0.0.0/16"}]), True),
+        (detail(ip=[{"cidr": "10.1.0.0/16"}]), False),
+        # arrays in the event: any element
+        (detail(tags=["green"]), True),
+        (detail(tags=["red"]), False),
+        (detail(tags=[{"anything-but": "blue"}]), True),  # green is not blue
+        (detail(tags=[{"anything-but": ["blue", "green"]}]), False),
+        (detail(items={"id": ["y"]}), True),
+        (detail(items={"id": ["z"]}), False),
+        # a list mixing exact values and operators
+        (detail(name=["/nope", {"prefix": "/ml/"}]), True),
+        (detail(name=["/nope", {"prefix": "/no/"}, {"numeric": [">", 1]}]), False),
+        # $or
+        ({"$or": [{"source": ["aws.s3"]}, detail(operation=["Update"])]}, True),
+        ({"$or": [{"source": ["aws.s3"]}, detail(operation=["Create"])]}, False),
+    ],
+)
+def test_event_pattern_matching(pattern, expected):
+    assert matches(pattern, EVENT) is expected
+    assert check_pattern(pattern) is None
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"source": "aws.ssm"},  # a leaf must be a list
+        {"x": [{"regex": "a"}]},
+        {"x": [{"numeric": [">"]}]},
+        {"x": [{"numeric": ["!", 1]}]},
+        {"x": [{"exists": "yes"}]},
+        {"x": [{"prefix": 5}]},
+        {"x": [{"prefix": "a", "suffix": "b"}]},
+        {"x": [{"anything-but": {"numeric": [">", 1]}}]},
+        {"$or": []},
+    ],
+)
+def test_an_invalid_pattern_is_reported_not_silently_unmatched(pattern):
+    assert check_pattern(pattern) is not None
+    with pytest.raises(ValueError):  # noqa: PT011 - the message is the pattern's problem, checked above
+        matches(pattern, {"x": 1, "source": "aws.ssm"})
+
+
+def test_service_status_spelling():
+    assert [event_status(s) for s in ("InService", "Updating", "Failed", "SystemUpdating")] == [
+        "IN_SERVICE",
+        "UPDATING",
+        "FAILED",
+        "SYSTEM_UPDATING",
+    ]
+
+
+# --- SSM: Parameter Store Change ----------------------------------------------------------------
+
+
+def test_the_first_poll_is_the_baseline(account, templates):
+    functions = Functions()
+    dispatcher = dispatcher_for(account, event_rules(templates), functions, names=function_names(templates))
+    assert dispatcher.parameters == (ACTIVE, TRAFFIC)
+    assert dispatcher.endpoints == (ENDPOINT,)
+    assert dispatcher.poll() == [], "an existing parameter and endpoint are not events"
+    assert dispatcher.poll() == []
+    assert functions.calls == []
+
+
+def test_a_desired_parameter_update_invokes_the_deploy_function_once(account, templates, stage_dispatcher):
+    dispatcher, functions = stage_dispatcher
+    overwrite(account, ACTIVE, "v2")
+    (delivery,) = dispatcher.poll()
+    assert delivery.rule == DESIRED_RULE
+    assert delivery.function == DEPLOY_FUNCTION
+    assert (delivery.outcome, delivery.attempts, delivery.error) == ("succeeded", 1, None)
+    assert delivery.result == {"action": "started"}
+    assert not delivery.sent_to_dead_letter
+    ((name, event),) = functions.calls
+    assert name == DEPLOY_FUNCTION
+    assert uuid.UUID(event["id"]).version == 4
+    assert delivery.event_id == event["id"]
+    assert {key: value for key, value in event.items() if key != "id"} == {
+        "version": "0",
+        "detail-type": "Parameter Store Change",
+        "source": "aws.ssm",
+        "account": ACCOUNT,
+        "time": "2026-11-24T12:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{ACTIVE}"],
+        "detail": {
+            "operation": "Update",
+            "name": ACTIVE,
+            "type": "String",
+            "description": "champion model version",
+        },
+    }
+    assert dispatcher.poll() == [], "one change, one event"
+    assert dispatcher.deliveries == [delivery]
+
+
+def test_a_parameter_created_after_start_up_is_a_create(account, stage_dispatcher):
+    dispatcher, functions = stage_dispatcher
+    account.client("ssm").put_parameter(Name=TRAFFIC, Value='{"challenger": "v2"}', Type="String")
+    (delivery,) = dispatcher.poll()
+    ((_, event),) = functions.calls
+    assert event["detail"] == {"operation": "Create", "name": TRAFFIC, "type": "String", "description": ""}
+    assert delivery.detail_type == "Parameter Store Change"
+
+
+def test_a_parameter_the_pattern_does_not_name_is_not_delivered(account, stage_dispatcher):
+    dispatcher, functions = stage_dispatcher
+    overwrite(account, UNWATCHED, "y")
+    assert dispatcher.poll() == []
+    other = dispatcher.envelope(
+        "aws.ssm", "Parameter Store Change", {"operation": "Update", "name": UNWATCHED, "type": "String"}
+    )
+    assert dispatcher.emit(other) == []
+    assert functions.calls == []
+    named = dispatcher.envelope(
+        "aws.ssm", "Parameter Store Change", {"operation": "Update", "name": TRAFFIC, "type": "String"}
+    )
+    (delivery,) = dispatcher.emit(named)
+    assert (delivery.rule, delivery.function) == (DESIRED_RULE, DEPLOY_FUNCTION)
+    assert functions.calls == [(DEPLOY_FUNCTION, named)]
+
+
+def test_deletes_are_detected_and_matched_against_the_operations(account, templates):
+    rules = event_rules(templates) + event_rules(
+        hand_template(Everything=rule("every-operation", to_function(), pattern=ssm_pattern(ACTIVE)))
+    )
+    names = {**function_names(templates), "Fn": "fn-physical"}
+    functions = Functions()
+    dispatcher = dispatcher_for(account, rules, functions, names=names)
+    dispatcher.poll()
+    ssm = account.client("ssm")
+    ssm.delete_parameter(Name=ACTIVE)
+    (delivery,) = dispatcher.poll()
+    assert (delivery.rule, delivery.function) == ("every-operation", "fn-physical"), (
+        "the inference rule takes Create and Update only"
+    )
+    assert functions.calls[0][1]["detail"] == {
+        "operation": "Delete",
+        "name": ACTIVE,
+        "type": "String",
+        "description": "champion model version",
+    }
+    ssm.put_parameter(Name=ACTIVE, Value="v1", Type="String")
+    assert [(d.rule, d.function) for d in dispatcher.poll()] == [
+        (DESIRED_RULE, DEPLOY_FUNCTION),
+        ("every-operation", "fn-physical"),
+    ]
+
+
+def test_a_parameter_deleted_and_created_again_between_polls_is_a_delete_then_a_create(account):
+    rules = event_rules(
+        hand_template(Every=rule("every-operation", to_function(), pattern=ssm_pattern(ACTIVE)))
+    )
+    functions = Functions()
+    dispatcher = dispatcher_for(account, rules, functions, names={"Fn": "fn-physical"})
+    dispatcher.poll()
+    ssm = account.client("ssm")
+    ssm.delete_parameter(Name=ACTIVE)
+    ssm.put_parameter(Name=ACTIVE, Value="v9", Type="String")  # version 1 again
+    dispatcher.poll()
+    assert [event["detail"]["operation"] for _, event in functions.calls] == ["Delete", "Create"]
+
+
+# --- SageMaker: Endpoint State Change -----------------------------------------------------------
+
+
+def endpoint_events(functions: Functions) -> list[dict]:
+    return [event for _, event in functions.calls if event["source"] == "aws.sagemaker"]
+
+
+def test_an_endpoint_update_delivers_updating_then_in_service(account, stage_dispatcher):
+    dispatcher, functions = stage_dispatcher
+    account.client("sagemaker").update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-2")
+    (updating,) = dispatcher.poll()
+    (in_service,) = dispatcher.poll()
+    assert dispatcher.poll() == []
+    assert {(d.rule, d.function, d.outcome) for d in (updating, in_service)} == {
+        (ENDPOINT_RULE, DEPLOY_FUNCTION, "succeeded")
+    }
+    first, second = endpoint_events(functions)
+    assert first["detail-type"] == "SageMaker Endpoint State Change"
+    assert first["resources"] == [ENDPOINT_ARN]
+    assert (first["account"], first["region"], first["time"]) == (ACCOUNT, REGION, "2026-11-24T12:00:00Z")
+    assert first["detail"]["EndpointStatus"] == "UPDATING"
+    assert second["detail"]["EndpointStatus"] == "IN_SERVICE"
+    assert second["detail"]["EndpointConfigName"] == "config-2"
+    assert set(second["detail"]) == {
+        "EndpointName",
+        "EndpointArn",
+        "EndpointConfigName",
+        "ProductionVariants",
+        "EndpointStatus",
+        "CreationTime",
+        "LastModifiedTime",
+        "Tags",
+    }
+    assert second["detail"]["EndpointArn"] == ENDPOINT_ARN
+    assert second["detail"]["Tags"] == {"Project": "ml-pipeline"}
+    assert second["detail"]["ProductionVariants"][0]["VariantName"] == "ModelA"
+    assert isinstance(second["detail"]["LastModifiedTime"], float), "epoch milliseconds, as the service sends"
+    assert second["detail"]["LastModifiedTime"] >= first["detail"]["LastModifiedTime"]
+    json.dumps(second)  # an event is JSON, as the function receives it
+
+
+def test_an_update_another_caller_saw_first_is_still_delivered(account, stage_dispatcher):
+    dispatcher, functions = stage_dispatcher
+    sagemaker = account.client("sagemaker")
+    sagemaker.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-2")
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Updating"
+    (delivery,) = dispatcher.poll()  # InService again, but on another config
+    assert delivery.rule == ENDPOINT_RULE
+    (event,) = endpoint_events(functions)
+    assert event["detail"]["EndpointStatus"] == "IN_SERVICE"
+    assert event["detail"]["EndpointConfigName"] == "config-2"
+
+
+def test_a_rolled_back_update_carries_the_failure_reason(account, emulator, stage_dispatcher):
+    dispatcher, functions = stage_dispatcher
+    emulator.schedule_rollback(ENDPOINT, "alarm fired while baking", account_id=ACCOUNT, region=REGION)
+    account.client("sagemaker").update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-2")
+    dispatcher.poll()
+    dispatcher.poll()
+    updating, rolled_back = endpoint_events(functions)
+    assert "FailureReason" not in updating["detail"]
+    assert rolled_back["detail"]["EndpointStatus"] == "IN_SERVICE"
+    assert rolled_back["detail"]["EndpointConfigName"] == "config-1"
+    assert rolled_back["detail"]["FailureReason"] == "alarm fired while baking"
+
+
+class SageMakerStates:
+    """A SageMaker client whose endpoint goes through ``states`` (None: gone; an exception: raised)."""
+
+    def __init__(self, *states) -> None:
+        self.states = list(states)
+
+    def describe_endpoint(self, EndpointName: str) -> dict:  # noqa: N803 - boto3's keyword
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(state, Exception):
+            raise state
+        if state is None:
+            message = f"Could not find endpoint '{ENDPOINT_ARN}'."
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": message}}, "DescribeEndpoint"
+            )
+        status, config, *reason = state
+        described = {
+            "EndpointName": EndpointName,
+            "EndpointArn": ENDPOINT_ARN,
+            "EndpointConfigName": config,
+            "ProductionVariants": [{"VariantName": "ModelA", "CurrentWeight": 1.0}],
+            "EndpointStatus": status,
+            "CreationTime": datetime(2026, 11, 24, 11, 0, tzinfo=UTC),
+            "LastModifiedTime": datetime(2026, 11, 24, 11, 30, tzinfo=UTC),
+        }
+        return {**described, "FailureReason": reason[0]} if reason else described
+
+    def list_tags(self, ResourceArn: str) -> dict:  # noqa: N803 - boto3's keyword
+        return {"Tags": []}
+
+
+def test_failed_and_deleted_endpoints_are_delivered(account, templates):
+    sagemaker = SageMakerStates(
+        ("InService", "config-1"),
+        ("Updating", "config-1"),
+        ("Failed", "config-1", "image not found"),
+        None,
+        None,
+    )
+    functions = Functions()
+    dispatcher = dispatcher_for(
+        account, event_rules(templates), functions, sagemaker=sagemaker, names=function_names(templates)
+    )
+    for _ in range(5):
+        dispatcher.poll()
+    statuses = [event["detail"]["EndpointStatus"] for event in endpoint_events(functions)]
+    assert statuses == ["UPDATING", "FAILED", "DELETING"]
+    failed = endpoint_events(functions)[1]["detail"]
+    assert failed["FailureReason"] == "image not found"
+    assert failed["CreationTime"] == datetime(2026, 11, 24, 11, 0, tzinfo=UTC).timestamp() * 1000
+
+
+def test_a_failed_read_keeps_the_state_so_the_next_poll_reports_the_change(account, templates):
+    throttled = ClientError(
+        {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "Describe"
+    )
+    sagemaker = SageMakerStates(("InService", "config-1"), throttled, ("Updating", "config-2"))
+    functions = Functions()
+    dispatcher = dispatcher_for(
+        account, event_rules(templates), functions, sagemaker=sagemaker, names=function_names(templates)
+    )
+    dispatcher.poll()
+    overwrite(account, ACTIVE, "v2")
+    with pytest.raises(ClientError, match="Rate exceeded"):
+        dispatcher.poll()
+    assert functions.calls == []
+    deliveries = dispatcher.poll()
+    assert [d.rule for d in deliveries] == [DESIRED_RULE, ENDPOINT_RULE], "neither change was lost"
+
+
+# --- retries, dead letters, disabled rules ------------------------------------------------------
+
+
+def test_a_failing_target_is_retried_then_dead_lettered(account, templates):
+    functions, dead = Functions(failures=100), list[tuple]()
+    dispatcher = dispatcher_for(
+        account, event_rules(templates), functions, dead=dead, names=function_names(templates)
+    )
+    dispatcher.poll()
+    overwrite(account, ACTIVE, "v2")
+    (delivery,) = dispatcher.poll()
+    assert delivery.outcome == "failed"
+    assert delivery.attempts == 4, "the first attempt and the template's MaximumRetryAttempts: 3"
+    assert delivery.error == "RuntimeError: function error"
+    assert delivery.sent_to_dead_letter
+    assert len(functions.calls) == 4
+    ((rule_name, event, error),) = dead
+    assert (rule_name, error) == (DESIRED_RULE, "RuntimeError: function error")
+    assert event["id"] == delivery.event_id
+    assert event["detail"]["name"] == ACTIVE
+
+
+def test_a_target_that_recovers_on_a_retry_succeeds(account, templates):
+    functions, dead = Functions(failures=2), list[tuple]()
+    dispatcher = dispatcher_for(
+        account, event_rules(templates), functions, dead=dead, names=function_names(templates)
+    )
+    dispatcher.poll()
+    overwrite(account, ACTIVE, "v2")
+    (delivery,) = dispatcher.poll()
+    assert (delivery.outcome, delivery.attempts, delivery.sent_to_dead_letter) == ("succeeded", 3, False)
+    assert dead == []
+
+
+def test_without_retry_policy_or_dead_letter_queue_the_retries_are_capped_and_the_event_dropped(account):
+    rules = event_rules(hand_template(R=rule("no-policy", to_function(), pattern=ssm_pattern(ACTIVE))))
+    functions, dead = Functions(failures=1000), list[tuple]()
+    dispatcher = dispatcher_for(account, rules, functions, dead=dead, names={"Fn": "fn-physical"})
+    dispatcher.poll()
+    overwrite(account, ACTIVE, "v2")
+    (delivery,) = dispatcher.poll()
+    assert delivery.attempts == 1 + MAX_LOCAL_RETRIES, "AWS's 185 retries, capped locally"
+    assert (delivery.outcome, delivery.sent_to_dead_letter) == ("failed", False)
+    assert dead == []
+
+
+def test_a_function_that_cannot_be_resolved_is_a_failed_delivery(account, templates):
+    functions, dead = Functions(), list[tuple]()
+    dispatcher = dispatcher_for(account, event_rules(templates), functions, dead=dead, names={})
+    dispatcher.poll()
+    overwrite(account, ACTIVE, "v2")
+    (delivery,) = dispatcher.poll()
+    assert (delivery.outcome, delivery.attempts, delivery.function) == ("failed", 0, None)
+    assert delivery.error is not None
+    assert delivery.error.startswith("KeyError")
+    assert delivery.sent_to_dead_letter
+    assert len(dead) == 1
+    assert functions.calls == []
+
+
+def test_a_disabled_rule_is_not_delivered_to(account, templates):
+    disabled = copy.deepcopy(templates)
+    for resource in disabled[INFERENCE]["Resources"].values():
+        if resource["Type"] == "AWS::Events::Rule" and resource["Properties"]["Name"] == DESIRED_RULE:
+            resource["Properties"]["State"] = "DISABLED"
+    functions = Functions()
+    dispatcher = dispatcher_for(account, event_rules(disabled), functions, names=function_names(templates))
+    dispatcher.poll()
+    overwrite(account, ACTIVE, "v2")
+    assert dispatcher.poll() == []
+    change = dispatcher.envelope(
+        "aws.ssm", "Parameter Store Change", {"operation": "Update", "name": ACTIVE, "type": "String"}
+    )
+    assert dispatcher.emit(change) == []
+    assert functions.calls == []
+    assert f"rule {DESIRED_RULE}: not driven (DISABLED)" in dispatcher.describe()
+    account.client("sagemaker").update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-2")
+    assert [d.rule for d in dispatcher.poll()] == [ENDPOINT_RULE], "the other rule still runs"
+
+
+# --- describe, schedules, inputs, invalid patterns ----------------------------------------------
+
+
+def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatcher, templates):
+    dispatcher, _ = stage_dispatcher
+    lines = dispatcher.describe()
+    deploy_id = deploy_function_id(templates)
+    target = (
+        f"  -> function {DEPLOY_FUNCTION} [{deploy_id}], retries 3, dead letters to DeployEventsDeadLetters"
+    )
+    assert lines[0] == f"rule {DESIRED_RULE}: aws.ssm Parameter Store Change of {ACTIVE}, {TRAFFIC} (polled)"
+    assert lines[1].startswith(target)
+    assert lines[2] == (
+        f"rule {ENDPOINT_RULE}: aws.sagemaker SageMaker Endpoint State Change of {ENDPOINT} (polled)"
+    )
+    assert lines[3].startswith(target)
+    assert len(lines) == 4
+
+
+def fake_ssm():
+    class Ssm:
+        def describe_parameters(self, **_: object) -> dict:
+            return {"Parameters": []}
+
+    return Ssm()
+
+
+def dispatcher_for_fakes(rules, functions=None, **options) -> EventDispatcher:
+    return EventDispatcher(
+        rules,
+        ssm=fake_ssm(),
+        sagemaker=SageMakerStates(None),
+        invoke=(functions or Functions()).invoke,
+        resolve_function=lambda logical_id: {"Fn": "fn-physical"}[logical_id],
+        account=ACCOUNT,
+        region=REGION,
+        clock=lambda: NOW,
+        **options,
+    )
+
+
+def test_schedule_rules_are_listed_as_not_driven_and_run_on_demand():
+    templates = hand_template(
+        Hourly=rule("hourly", to_function(), schedule="rate(1 hour)"),
+        Paused=rule("paused", to_function(), schedule="cron(0 12 * * ? *)", state="DISABLED"),
+    )
+    functions = Functions()
+    dispatcher = dispatcher_for_fakes(event_rules(templates), functions)
+    assert (
+        dispatcher.describe()[0]
+        == "rule hourly: schedule rate(1 hour): not driven (run on demand with run_schedule)"
+    )
+    assert dispatcher.describe()[2].startswith(
+        "rule paused: schedule cron(0 12 * * ? *), DISABLED: not driven"
+    )
+    assert dispatcher.poll() == []
+    (delivery,) = dispatcher.run_schedule("hourly")
+    assert (delivery.rule, delivery.function, delivery.outcome) == ("hourly", "fn-physical", "succeeded")
+    ((_, event),) = functions.calls
+    assert (event["source"], event["detail-type"], event["detail"]) == ("aws.events", "Scheduled Event", {})
+    assert event["resources"] == [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/hourly"]
+    assert dispatcher.run_schedule("paused") == []
+    with pytest.raises(ValueError, match="not a schedule rule"):
+        dispatcher.run_schedule("nope")
+
+
+def test_targets_get_their_input_or_input_path_and_unsupported_ones_are_recorded():
+    templates = hand_template(
+        Custom=rule(
+            "custom",
+            to_function("Whole"),
+            to_function("Constant", Input='{"fixed": true}'),
+            to_function("DetailOnly", InputPath="$.detail"),
+            {"Id": "ToQueue", "Arn": {"Fn::GetAtt": ["Queue", "Arn"]}},
+            pattern={"source": ["my.app"], "detail": {"kind": [{"prefix": "order-"}]}},
+        )
+    )
+    functions = Functions()
+    dispatcher = dispatcher_for_fakes(event_rules(templates), functions)
+    assert any("not emitted locally (inject with emit)" in line for line in dispatcher.describe())
+    assert dispatcher.emit(dispatcher.envelope("my.app", "Thing", {"kind": "invoice-1"})) == []
+    event = dispatcher.envelope("my.app", "Thing", {"kind": "order-1"})
+    deliveries = dispatcher.emit(event)
+    assert [(d.target_id, d.outcome) for d in deliveries] == [
+        ("Whole", "succeeded"),
+        ("Constant", "succeeded"),
+        ("DetailOnly", "succeeded"),
+        ("ToQueue", "unsupported"),
+    ]
+    assert [payload for _, payload in functions.calls] == [event, {"fixed": True}, {"kind": "order-1"}]
+
+
+def test_a_rule_with_an_invalid_pattern_is_listed_not_driven_and_does_not_break_polling():
+    templates = hand_template(Broken=rule("broken", to_function(), pattern={"source": [{"regex": ".*"}]}))
+    dispatcher = dispatcher_for_fakes(event_rules(templates))
+    line, target = dispatcher.describe()
+    assert target.startswith("  -> function fn-physical [Fn]")
+    assert line.startswith("rule broken: not driven (event pattern: unsupported pattern operator 'regex'")
+    assert dispatcher.emit(dispatcher.envelope("anything", "Thing", {})) == []
+
+
+def test_rules_on_a_custom_bus_get_no_service_events():
+    templates = hand_template(OnBus=rule("on-bus", to_function(), pattern=ssm_pattern(ACTIVE)))
+    templates["hand"]["Resources"]["OnBus"]["Properties"]["EventBusName"] = "orders"
+    dispatcher = dispatcher_for_fakes(event_rules(templates))
+    assert dispatcher.parameters == ()
+    assert (
+        dispatcher.describe()[0] == "rule on-bus: not driven (event bus orders; service events go to default)"
+    )
