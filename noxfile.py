@@ -16,7 +16,7 @@ import nox
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "typecheck", "synth", "guard", "unit", "integration"]
+nox.options.sessions = ["lint", "typecheck", "synth", "guard", "unit", "integration", "load"]
 nox.options.error_on_external_run = True
 
 ROOT = Path(__file__).parent
@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on project code (configuration in pyproject.toml)."""
-    install(session, "infra", "runtime", "model", "report", "policy", "test", "lint")
+    install(session, "infra", "runtime", "model", "report", "policy", "test", "lint", "local", "load")
     session.run("mypy")
 
 
@@ -98,6 +98,17 @@ def integration(session: nox.Session) -> None:
     if "--stage" not in session.posargs:
         session.run("python", "-m", "local.stage", "--smoke", env=QUIET_NODE)
     session.run("pytest", "tests/integration", "-p", "no:cacheprovider", *session.posargs, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """A load shape against the local stage (or ``--stage dev``), gated on the SLOs: ``-- --shape spike``.
+
+    Without arguments (as in the default run): the steady shape (100,000/day) for 45 s.
+    """
+    install(session, "infra", "runtime", "model", "local", "load")
+    args = session.posargs or ["--shape", "steady", "--seconds", "45"]
+    session.run("python", "-m", "tests.load.run", *args, env=QUIET_NODE)
 
 
 @nox.session(python=PYTHON)

@@ -360,7 +360,7 @@ class LocalStage:
             self.log("training v1 and v2 into build/models (first start)")
             train.train(MODELS)
         for version, archive in archives.items():
-            server = ModelServer(version, archive, self.work / f"model-{version}.log")
+            server = ModelServer(version, archive, self.log_file)  # one log for the whole stage
             server.start()
             self.model_servers[version] = server
             self._stops.append(server.stop)

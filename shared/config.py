@@ -362,6 +362,14 @@ class InferenceConfig(_Frozen):
         return None
 
 
+class SloConfig(_Frozen):
+    """Service levels the load tests gate on (``nox -s load``)."""
+
+    # API Gateway + Lambda + SageMaker real-time inference of a small tabular model
+    p99_latency_ms: PositiveInt = 300
+    max_error_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
 class Tags(_Frozen):
     """Tags every taggable resource carries (applied by an aspect on the stage)."""
 
@@ -384,6 +392,7 @@ class EnvironmentConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     data: DataConfig = DataConfig()
     inference: InferenceConfig = InferenceConfig()
+    slo: SloConfig = SloConfig()
 
     @field_validator("name")
     @classmethod
@@ -490,7 +499,15 @@ def _build_environments() -> dict[str, EnvironmentConfig]:
     """The environments. Replace the dev/prod account ids with your own before deploying."""
     try:
         environments = (
-            EnvironmentConfig(name="local", account=LOCAL_ACCOUNT, region="us-east-1", log_retention_days=7),
+            EnvironmentConfig(
+                name="local",
+                account=LOCAL_ACCOUNT,
+                region="us-east-1",
+                log_retention_days=7,
+                # everything (emulated account, handlers, model servers, locust) shares 2 cores here;
+                # moto's garbage-collection pauses alone reach 70-200 ms
+                slo=SloConfig(p99_latency_ms=1000),
+            ),
             EnvironmentConfig(
                 name="dev",
                 account="111111111111",
