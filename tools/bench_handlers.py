@@ -175,6 +175,10 @@ class _FakeStore:
         self.writes += 1
         return {}
 
+    def put_item(self, **_: Any) -> dict[str, Any]:  # one-row requests
+        self.writes += 1
+        return {}
+
     def query(self, **_: Any) -> dict[str, Any]:
         return {"Items": []}
 
