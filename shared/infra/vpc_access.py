@@ -42,4 +42,5 @@ def allow_vpc_interfaces(
             ],
         )
     )
+    # EC2 Describe* calls have no resource-level permissions: Resource "*" (acknowledged by callers)
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(describe), resources=["*"]))

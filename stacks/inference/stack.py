@@ -23,13 +23,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge
 from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code
-from shared.infra.removal import to_cdk
+from shared.infra.queues import dead_letter_queue
 from shared.outputs import InferenceOutputs
 from stacks.data.predictions_table import BY_MODEL_VERSION_INDEX
 from stacks.data.stack import DataStack
@@ -319,25 +318,14 @@ class InferenceStack(cdk.Stack):
     def _event_rules(self, config: EnvironmentConfig, data: DataStack) -> None:
         """Desired-parameter changes and the endpoint's state changes invoke the deploy function."""
         parameters = config.model_parameters
-        dead_letters = sqs.Queue(
+        dead_letters = dead_letter_queue(
             self,
             "DeployEventsDeadLetters",
-            queue_name=config.resource_name("deploy-events-dlq"),
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=data.ops_key,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-            # a dead-letter queue of EventBridge targets; no SQS queue may redrive into it
-            redrive_allow_policy=sqs.RedriveAllowPolicy(redrive_permission=sqs.RedrivePermission.DENY_ALL),
-            removal_policy=to_cdk(config.data_removal_policy),
-        )
-        acknowledge(
-            dead_letters,
-            nag=["AwsSolutions-SQS3"],
-            guard=["sqs_dlq_check"],
-            reason="This queue is the dead-letter queue of the deploy function's EventBridge targets; a "
-            "dead-letter queue of its own would only move the same undeliverable events one hop further. No "
-            "SQS queue may redrive into it (redrive permission denyAll, stricter than the rule's byQueue).",
+            config=config,
+            key=data.ops_key,
+            name="deploy-events-dlq",
+            retention_days=14,
+            holds="Events EventBridge could not deliver to the deploy function after its retries.",
         )
         target = targets.LambdaFunction(
             self.deploy_function.function,

@@ -15,11 +15,11 @@ from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge
+from shared.infra.queues import dead_letter_queue
 from shared.infra.removal import to_cdk
 
 
@@ -55,26 +55,15 @@ class PredictionStream(Construct):
             "policy under the project's control, the same key as the table and buckets holding the same "
             "data) instead of the AWS managed aws/kinesis key.",
         )
-        self.failures = sqs.Queue(
+        self.failures = dead_letter_queue(
             self,
             "Failures",
-            queue_name=config.resource_name("stream-failures"),
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=ops_key,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(stream_config.failure_queue_retention_days),
-            # the mapping's on-failure destination; no SQS queue may redrive into it
-            redrive_allow_policy=sqs.RedriveAllowPolicy(redrive_permission=sqs.RedrivePermission.DENY_ALL),
-            removal_policy=to_cdk(config.data_removal_policy),
-        )
-        acknowledge(
-            self.failures,
-            nag=["AwsSolutions-SQS3"],
-            guard=["sqs_dlq_check"],
-            reason="This queue is itself the on-failure destination of the stream's event source mapping "
-            "(a dead-letter queue); its messages are shard/sequence pointers that operators replay by hand. "
-            "No "
-            "SQS queue may redrive into it (redrive permission denyAll, stricter than the rule's byQueue).",
+            config=config,
+            key=ops_key,
+            name="stream-failures",
+            retention_days=stream_config.failure_queue_retention_days,
+            holds="The on-failure destination of the stream's event source mapping: shard and sequence "
+            "pointers of records that failed every retry, which operators replay by hand.",
         )
 
     def connect(self, consumer: lambda_.IFunction, config: EnvironmentConfig) -> None:
