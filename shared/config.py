@@ -184,6 +184,8 @@ class DataConfig(_Frozen):
     # The challenger the endpoint starts with on variant ModelB (at ModelB's configured weight),
     # seeded into /ml-pipeline/{env}/models/traffic; None: ModelB serves the champion at 0%.
     initial_challenger_version: Annotated[str, Field(pattern=VERSION_PATTERN.pattern)] | None = "v2"
+    # where the endpoint's data capture lands in the data bucket (expired with the raw input)
+    data_capture_prefix: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9/_-]*[a-z0-9]$")] = "datacapture"
 
 
 CHAMPION_VARIANT: Final = "ModelA"
@@ -362,6 +364,76 @@ class InferenceConfig(_Frozen):
         return None
 
 
+class BatchJobConfig(_Frozen):
+    """The Fargate container of the batch job (Fargate's valid vCPU/memory pairs are checked)."""
+
+    # 1 vCPU / 2 GiB: the job is I/O-bound (S3 reads, endpoint calls, DynamoDB writes) and holds
+    # one chunk of rows and its results in memory at a time
+    vcpus: Literal[0.25, 0.5, 1, 2, 4] = 1
+    memory_mib: Annotated[int, Field(ge=512, le=30720)] = 2048
+    # an attempt that runs longer than this is stopped (a stuck endpoint, not a big file: a
+    # whole day's 100,000 rows take minutes)
+    timeout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
+    # Batch's own attempts: a Spot reclaim or a host failure is retried, an application exit is not
+    attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    chunk_rows: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    # rows per InvokeEndpoint request (well under SageMaker's 6 MB payload limit)
+    request_rows: Annotated[int, Field(ge=1, le=1000)] = 100
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> BatchJobConfig:
+        # https://docs.aws.amazon.com/batch/latest/APIReference/API_ResourceRequirement.html
+        allowed = {
+            0.25: (512, 1024, 2048),
+            0.5: tuple(range(1024, 4097, 1024)),
+            1: tuple(range(2048, 8193, 1024)),
+            2: tuple(range(4096, 16385, 1024)),
+            4: tuple(range(8192, 30721, 1024)),
+        }[self.vcpus]
+        if self.memory_mib not in allowed:
+            raise ValueError(
+                f"Fargate does not run {self.vcpus} vCPU with {self.memory_mib} MiB; "
+                f"use one of {allowed[0]}..{allowed[-1]} MiB (steps as AWS Batch documents)"
+            )
+        return self
+
+
+class BatchConfig(_Frozen):
+    """The batch layer: when it runs, where it reads and writes, and how big it may get."""
+
+    # daily at 02:00 UTC, after the day's input has landed; EventBridge cron or rate syntax
+    schedule: Annotated[str, Field(pattern=r"^(cron|rate)\(.+\)$")] = "cron(0 2 * * ? *)"
+    # where input files land in the data bucket (an object created here also starts a run),
+    # and where results and run manifests go in the results bucket
+    input_prefix: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9/_-]*/$")] = "batch/input/"
+    output_prefix: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9/_-]*[a-z0-9]$")] = "batch/output"
+    runs_prefix: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9/_-]*[a-z0-9]$")] = "batch/runs"
+    # Choice: an input up to this size runs inline in a Lambda function (seconds, no container
+    # start); a larger one goes to AWS Batch. 1 MiB is ~5,000 rows of the model's features, which
+    # one function does in well under its timeout; a container's ~1 min start is not worth it.
+    inline_max_bytes: Annotated[int, Field(ge=1, le=50_000_000)] = 1_048_576
+    # Map: inputs processed at once (each a Lambda or a Batch job); bounded so a backlog does
+    # not flood the endpoint or the predictions table
+    max_concurrency: Annotated[int, Field(ge=1, le=40)] = 4
+    # inputs one run takes (the rest wait for the next run); keeps the listing far below Step
+    # Functions' 256 KB state payload limit
+    max_inputs_per_run: Annotated[int, Field(ge=1, le=1000)] = 500
+    # vCPUs the compute environments may run at once (4 jobs of 1 vCPU at the Map's concurrency)
+    max_vcpus: Annotated[int, Field(ge=1, le=256)] = 16
+    # Fargate Spot first (~70% cheaper; an interrupted job is retried by Batch), on-demand after
+    use_spot: bool = True
+    # a run that takes longer is stopped and reported as failed
+    run_timeout_minutes: Annotated[int, Field(ge=5, le=1440)] = 240
+    job: BatchJobConfig = BatchJobConfig()
+    # Lists inputs and skips processed ones: S3 listing only.
+    list_function: FunctionConfig = FunctionConfig(memory_mb=256, timeout_seconds=60)
+    # Runs the batch job inline for a small input (<= inline_max_bytes, ~5,000 rows): 1 GB buys
+    # CPU for parsing and validation; 15 min is Lambda's cap and several times what it needs.
+    inline_function: FunctionConfig = FunctionConfig(memory_mb=1024, timeout_seconds=900)
+    # Sums the inputs' manifests into the run manifest.
+    report_function: FunctionConfig = FunctionConfig(memory_mb=256, timeout_seconds=60)
+
+
 class SloConfig(_Frozen):
     """Service levels the load tests gate on (``nox -s load``)."""
 
@@ -392,6 +464,7 @@ class EnvironmentConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     data: DataConfig = DataConfig()
     inference: InferenceConfig = InferenceConfig()
+    batch: BatchConfig = BatchConfig()
     slo: SloConfig = SloConfig()
 
     @field_validator("name")

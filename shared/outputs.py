@@ -47,3 +47,21 @@ class InferenceOutputs:
     STREAM_FUNCTION_NAME: Final = "StreamFunctionName"
     DEPLOY_FUNCTION_NAME: Final = "DeployFunctionName"
     ALARM_TOPIC_ARN: Final = "AlarmTopicArn"
+
+
+class BatchOutputs:
+    """Outputs of the batch stack: what starts a run, where its jobs go, and who hears of it."""
+
+    STATE_MACHINE_ARN: Final = "BatchStateMachineArn"
+    JOB_QUEUE_ARN: Final = "BatchJobQueueArn"
+    JOB_DEFINITION_ARN: Final = "BatchJobDefinitionArn"
+    NOTIFICATION_TOPIC_ARN: Final = "BatchNotificationTopicArn"
+    SCHEDULE_RULE_NAME: Final = "BatchScheduleRuleName"
+    EVENTS_DEAD_LETTER_QUEUE_URL: Final = "BatchEventsDeadLetterQueueUrl"
+    LIST_FUNCTION_NAME: Final = "BatchListFunctionName"
+    INLINE_FUNCTION_NAME: Final = "BatchInlineFunctionName"
+    REPORT_FUNCTION_NAME: Final = "BatchReportFunctionName"
+    INPUT_BUCKET_NAME: Final = "BatchInputBucketName"
+    INPUT_PREFIX: Final = "BatchInputPrefix"
+    OUTPUT_PREFIX: Final = "BatchOutputPrefix"
+    RUNS_PREFIX: Final = "BatchRunsPrefix"

@@ -7,6 +7,7 @@ from constructs import Construct
 
 from shared.config import EnvironmentConfig
 from shared.infra.tagging import RequiredTags
+from stacks.batch.stack import BatchStack
 from stacks.data.stack import DataStack
 from stacks.inference.stack import InferenceStack
 from stacks.network.stack import NetworkStack
@@ -43,8 +44,21 @@ class MlPipelineStage(cdk.Stage):
             description=f"ml-pipeline {config.name}: SageMaker endpoint, REST API, Kinesis path, deploy "
             f"function",
         )
+        self.batch = BatchStack(
+            self,
+            "Batch",
+            config=config,
+            network=self.network,
+            data=self.data,
+            inference=self.inference,
+            stack_name=config.stack_name("batch"),
+            description=f"ml-pipeline {config.name}: AWS Batch on Fargate, the Step Functions batch run, its "
+            f"schedule and S3 trigger",
+        )
+        # the jobs call the endpoint: deploy (and roll out) the batch layer after the inference layer
+        self.batch.add_dependency(self.inference, "batch jobs invoke the inference layer's endpoint")
         cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data, self.inference]
+        return [self.network, self.data, self.inference, self.batch]

@@ -8,6 +8,10 @@
 - ``AWS::SageMaker::Model``/``EndpointConfig``/``Endpoint``: moto ignores ``ModelName``,
   ``EndpointConfigName`` and ``EndpointName`` and names them after the stack and logical id, so
   the endpoint the stack names (and its outputs, alarms and IAM refer to) would not exist.
+- ``AWS::Batch::ComputeEnvironment``: without ``ServiceRole`` AWS Batch uses its service-linked
+  role (``AWSServiceRoleForBatch``); moto requires the property and a role that exists. The
+  service-linked role is created in moto's IAM and named; moto also ignores
+  ``ComputeEnvironmentName`` (the queue's order refers to the environment by its ARN either way).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from moto.batch import models as batch_models
+from moto.iam.models import iam_backends
 from moto.kms import models as kms_models
 from moto.sagemaker import models as sagemaker_models
 from moto.ssm import models as ssm_models
@@ -25,7 +31,10 @@ GAPS = (
     f"CloudFormation AWS::KMS::Key Tags and KeyPolicy (moto mishandles them): {_BY}",
     f"CloudFormation AWS::SSM::Parameter Tags map (moto expects a list): {_BY}",
     f"CloudFormation AWS::SageMaker::Model/EndpointConfig/Endpoint names (moto ignores them): {_BY}",
+    f"CloudFormation AWS::Batch::ComputeEnvironment without ServiceRole (the service-linked role; moto "
+    f"requires one): {_BY}",
 )
+BATCH_SERVICE = "batch.amazonaws.com"
 
 # resource -> the property CloudFormation takes its physical name from
 _NAMED = {
@@ -53,6 +62,40 @@ def ssm_parameter(properties: dict[str, Any]) -> dict[str, Any]:
     if isinstance(fixed.get("Tags"), dict):
         fixed["Tags"] = [{"Key": key, "Value": value} for key, value in fixed["Tags"].items()]
     return fixed
+
+
+def batch_service_linked_role(account_id: str) -> str:
+    """The ARN of AWS Batch's service-linked role in moto's IAM (created on first use)."""
+    iam = iam_backends[account_id]["global"]
+    for role in iam.roles.values():
+        if role.path == f"/aws-service-role/{BATCH_SERVICE}/":
+            return str(role.arn)
+    return str(iam.create_service_linked_role(BATCH_SERVICE, "AWS Batch service-linked role", "").arn)
+
+
+def _batch_compute_environment() -> None:
+    model = batch_models.ComputeEnvironment
+    if getattr(model, "_mlpipe_fixed", False):
+        return
+    original = model.create_from_cloudformation_json.__func__
+
+    def create(
+        cls: Any,
+        /,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        properties = dict(cloudformation_json.get("Properties", {}))
+        properties.setdefault("ServiceRole", batch_service_linked_role(account_id))
+        resource_name = properties.get("ComputeEnvironmentName", resource_name)
+        fixed = {**cloudformation_json, "Properties": properties}
+        return original(cls, resource_name, fixed, account_id, region_name, **kwargs)
+
+    model.create_from_cloudformation_json = classmethod(create)
+    model._mlpipe_fixed = True
 
 
 def _wrap(model: Any, transform: Transform, name_property: str | None = None) -> None:
@@ -84,4 +127,5 @@ def install() -> tuple[str, ...]:
     _wrap(ssm_models.Parameter, ssm_parameter)
     for model, name_property in _NAMED.items():
         _wrap(model, dict, name_property)
+    _batch_compute_environment()
     return GAPS

@@ -69,23 +69,14 @@ def _uv() -> str:
     return uv
 
 
-def locked_requirements(group: str = DEPENDENCY_GROUP) -> str:
-    """The pinned requirements of a dependency group, as ``uv.lock`` resolves them."""
-    return _run(
-        [
-            _uv(),
-            "export",
-            "--frozen",
-            "--no-default-groups",
-            "--group",
-            group,
-            "--no-emit-project",
-            "--no-hashes",
-            "--no-header",
-            "--no-annotate",
-        ],
-        cwd=ROOT,
-    )
+def locked_requirements(group: str = DEPENDENCY_GROUP, *, hashes: bool = False) -> str:
+    """The pinned requirements of a dependency group, as ``uv.lock`` resolves them.
+
+    With ``hashes`` every requirement carries its artifacts' sha256 (for ``pip --require-hashes``).
+    """
+    args = [_uv(), "export", "--frozen", "--no-default-groups", "--group", group, "--no-emit-project"]
+    args += ["--no-header", "--no-annotate"] + ([] if hashes else ["--no-hashes"])
+    return _run(args, cwd=ROOT)
 
 
 def build_dependencies(requirements: str, *, cache_dir: Path = BUILD_DIR) -> Path:
@@ -168,7 +159,7 @@ def _bundled_asset(files: dict[str, Path] | None, directory: Path | None, asset_
     )
 
 
-def _python_files(paths: Iterable[str]) -> dict[str, Path]:
+def python_sources(paths: Iterable[str]) -> dict[str, Path]:
     """Every ``.py`` file of the given repository paths (files or packages), by relative path."""
     files: dict[str, Path] = {}
     for relative in paths:
@@ -186,7 +177,7 @@ def _python_files(paths: Iterable[str]) -> dict[str, Path]:
 
 def source_code(paths: Iterable[str]) -> lambda_.Code:
     """A Lambda code asset of the project's own runtime files under ``paths`` (relative to the repo)."""
-    files = _python_files(paths)
+    files = python_sources(paths)
     digest = hashlib.sha256()
     for relative, source in sorted(files.items()):
         digest.update(relative.encode() + b"\0" + source.read_bytes() + b"\0")
@@ -195,7 +186,7 @@ def source_code(paths: Iterable[str]) -> lambda_.Code:
 
 def package_size(paths: Iterable[str]) -> int:
     """Bytes of the source files ``source_code(paths)`` packages (reported by the benchmark)."""
-    return sum(path.stat().st_size for path in _python_files(paths).values())
+    return sum(path.stat().st_size for path in python_sources(paths).values())
 
 
 class DependenciesLayer(Construct):
@@ -343,7 +334,7 @@ class HardenedFunction(Construct):
 
 def python_files(paths: Iterable[str]) -> list[str]:
     """Relative paths of the files a :func:`source_code` asset of ``paths`` contains (for tests)."""
-    return sorted(_python_files(paths))
+    return sorted(python_sources(paths))
 
 
 __all__ = [
@@ -354,5 +345,6 @@ __all__ = [
     "locked_requirements",
     "package_size",
     "python_files",
+    "python_sources",
     "source_code",
 ]

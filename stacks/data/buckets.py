@@ -13,11 +13,8 @@ from shared.infra.buckets import OBJECT_LOCK_REASON, abort_incomplete_uploads, s
 from shared.infra.removal import to_cdk
 
 # Key prefixes other layers write to; lifecycle rules are attached to them.
-BATCH_INPUT_PREFIX = "input/"
-BATCH_OUTPUT_PREFIX = "output/"
 ANALYTICS_PREFIX = "predictions/"
 ATHENA_RESULTS_PREFIX = "athena-results/"
-DATA_CAPTURE_PREFIX = "data-capture/"
 
 
 class DataBuckets(Construct):
@@ -112,17 +109,14 @@ class DataBuckets(Construct):
             purpose="data",
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    id="expire-raw-input", prefix=BATCH_INPUT_PREFIX, expiration=days(d.raw_input_expiry_days)
-                ),
-                s3.LifecycleRule(
-                    id="expire-data-capture",
-                    prefix=DATA_CAPTURE_PREFIX,
+                    id="expire-raw-input",
+                    prefix=config.batch.input_prefix,
                     expiration=days(d.raw_input_expiry_days),
                 ),
                 s3.LifecycleRule(
-                    id="expire-batch-output",
-                    prefix=BATCH_OUTPUT_PREFIX,
-                    expiration=days(d.batch_output_expiry_days),
+                    id="expire-data-capture",
+                    prefix=f"{d.data_capture_prefix}/",
+                    expiration=days(d.raw_input_expiry_days),
                 ),
                 noncurrent_versions(),
                 abort_incomplete_uploads(),
@@ -146,6 +140,18 @@ class DataBuckets(Construct):
                 ),
                 s3.LifecycleRule(
                     id="expire-athena-results", prefix=ATHENA_RESULTS_PREFIX, expiration=days(30)
+                ),
+                # batch results and run manifests (the inputs' manifests keep re-runs idempotent
+                # for as long as the inputs themselves live, which is far shorter)
+                s3.LifecycleRule(
+                    id="expire-batch-output",
+                    prefix=f"{config.batch.output_prefix}/",
+                    expiration=days(d.batch_output_expiry_days),
+                ),
+                s3.LifecycleRule(
+                    id="expire-batch-runs",
+                    prefix=f"{config.batch.runs_prefix}/",
+                    expiration=days(d.batch_output_expiry_days),
                 ),
                 noncurrent_versions(),
                 abort_incomplete_uploads(),

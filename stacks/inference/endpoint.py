@@ -40,8 +40,6 @@ from shared.infra.acknowledge import acknowledge_wildcards
 from shared.infra.vpc_access import allow_vpc_interfaces
 from shared.model_parameters import artifact_key
 
-DATA_CAPTURE_PREFIX = "datacapture"
-
 
 def _name(prefix: str, label: str, *parts: str) -> str:
     """``{prefix}-{label}-{digest of parts}``: unique per content, within SageMaker's 63 characters."""
@@ -141,7 +139,7 @@ class ModelEndpoint(Construct):
             data_capture_config=sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
                 enable_capture=True,
                 initial_sampling_percentage=inference.data_capture_percent,
-                destination_s3_uri=f"s3://{data_bucket.bucket_name}/{DATA_CAPTURE_PREFIX}/{self.endpoint_name}",
+                destination_s3_uri=f"s3://{data_bucket.bucket_name}/{config.data.data_capture_prefix}/{self.endpoint_name}",
                 kms_key_id=data_key.key_arn,
                 capture_options=[
                     sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
@@ -196,7 +194,7 @@ class ModelEndpoint(Construct):
                 actions=["s3:GetObjectVersion"], resources=[model_bucket.arn_for_objects("models/*")]
             )
         )
-        data_bucket.grant_put(role, f"{DATA_CAPTURE_PREFIX}/{self.endpoint_name}/*")
+        data_bucket.grant_put(role, f"{config.data.data_capture_prefix}/{self.endpoint_name}/*")
         data_key.grant_encrypt_decrypt(role)
         # the AWS-published image, from its registry in this region only
         registry = SKLEARN_IMAGE_REGISTRIES[config.region]
@@ -266,7 +264,7 @@ class ModelEndpoint(Construct):
                 "Resource::arn:*:s3:::*/models/*": "Artifacts of any registered version: mlpipe deploys "
                 "versions "
                 "registered after this stack, with this role; read-only.",
-                f"Resource::arn:*:s3:::*/{DATA_CAPTURE_PREFIX}/{self.endpoint_name}/*": "Data capture files "
+                f"Resource::arn:*:s3:::*/{config.data.data_capture_prefix}/{self.endpoint_name}/*": "Data capture files "
                 "SageMaker writes under this endpoint's prefix, named by date and hour at run time.",
                 "Resource::arn:*:ec2:*:network-interface/*": "Network interfaces SageMaker creates in the "
                 "VPC at "

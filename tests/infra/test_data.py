@@ -157,11 +157,16 @@ def test_lifecycle_rules_follow_the_config(template_json):
         "NoncurrentDays": d.model_noncurrent_version_expiry_days,
         "NewerNoncurrentVersions": d.noncurrent_versions_to_retain,
     }
+    batch = ENVIRONMENTS["prod"].batch
     data = _rules(t, "prod", "data")
-    assert data["expire-raw-input"]["Prefix"] == "input/"
+    assert data["expire-raw-input"]["Prefix"] == batch.input_prefix
     assert data["expire-raw-input"]["ExpirationInDays"] == d.raw_input_expiry_days
-    assert data["expire-batch-output"]["ExpirationInDays"] == d.batch_output_expiry_days
+    # the prefix the endpoint's data capture writes to (a mismatch would keep captures forever)
+    assert data["expire-data-capture"]["Prefix"] == f"{d.data_capture_prefix}/"
     results = _rules(t, "prod", "results")
+    assert results["expire-batch-output"]["Prefix"] == f"{batch.output_prefix}/"
+    assert results["expire-batch-output"]["ExpirationInDays"] == d.batch_output_expiry_days
+    assert results["expire-batch-runs"]["Prefix"] == f"{batch.runs_prefix}/"
     assert results["tier-analytics"]["Transitions"] == [
         {
             "StorageClass": "INTELLIGENT_TIERING",

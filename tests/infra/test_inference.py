@@ -52,7 +52,9 @@ def test_endpoint_config_has_both_variants_with_weights_capture_and_key(env, tem
     assert capture["EnableCapture"] is True
     assert capture["InitialSamplingPercentage"] == config.inference.data_capture_percent
     assert {o["CaptureMode"] for o in capture["CaptureOptions"]} == {"Input", "Output"}
-    assert f"datacapture/{config.resource_name('endpoint')}" in json.dumps(capture["DestinationS3Uri"])
+    assert f"{config.data.data_capture_prefix}/{config.resource_name('endpoint')}" in json.dumps(
+        capture["DestinationS3Uri"]
+    )
     assert "KmsKeyId" in capture
     assert "KmsKeyId" in endpoint_config
 
