@@ -74,7 +74,7 @@ def batch_service_linked_role(account_id: str) -> str:
 
 
 def _batch_compute_environment() -> None:
-    model = batch_models.ComputeEnvironment
+    model: Any = batch_models.ComputeEnvironment
     if getattr(model, "_mlpipe_fixed", False):
         return
     original = model.create_from_cloudformation_json.__func__

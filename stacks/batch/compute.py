@@ -115,7 +115,8 @@ class BatchCompute(Construct):
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description=f"{config.resource_name('batch')}: the batch job's own calls (S3, SSM, SageMaker, DynamoDB)",
+            description=f"{config.resource_name('batch')}: the batch job's own calls (S3, SSM, "
+            f"SageMaker, DynamoDB)",
         )
         # The execution role pulls the image and ships the logs (the grants come from CDK: pull
         # from the asset's repository, write to this log group); it does nothing for the job.

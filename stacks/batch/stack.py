@@ -242,7 +242,8 @@ class BatchStack(cdk.Stack):
             key=data.ops_key,
             name="batch-events-dlq",
             retention_days=14,
-            holds="Run requests (schedule ticks, new input objects) EventBridge could not deliver to the state "
+            holds="Run requests (schedule ticks, new input objects) EventBridge could not deliver to "
+            "the state "
             "machine after its retries.",
         )
 
@@ -307,16 +308,22 @@ class BatchStack(cdk.Stack):
         acknowledge_wildcards(
             self.workflow.state_machine.role,
             {
-                "Resource::*": "Step Functions' log delivery (logs:CreateLogDelivery and the rest), X-Ray tracing "
+                "Resource::*": "Step Functions' log delivery (logs:CreateLogDelivery and the rest), "
+                "X-Ray tracing "
                 "and batch:DescribeJobs have no resource-level permissions (AWS service authorization "
                 "reference).",
-                "Resource::<*Function*.Arn>:*": f"Versions and aliases of this stack's own functions ({functions}), "
+                "Resource::<*Function*.Arn>:*": f"Versions and aliases of this stack's own functions "
+                f"({functions}), "
                 "which CDK's LambdaInvoke grants beside the unqualified ARNs.",
-                f"Resource::arn:aws:batch:{self.region}:{self.account}:job-definition/*": "CDK's BatchSubmitJob "
-                "grants SubmitJob on job definitions of this account and region, because a job definition's ARN "
-                "carries its revision; the same statement limits the queue to this stack's queue, and the state "
+                f"Resource::arn:aws:batch:{self.region}:{self.account}:job-definition/*": "CDK's "
+                "BatchSubmitJob "
+                "grants SubmitJob on job definitions of this account and region, because a job "
+                "definition's ARN "
+                "carries its revision; the same statement limits the queue to this stack's queue, and "
+                "the state "
                 "machine's definition names this stack's job definition only.",
-                f"Resource::arn:aws:batch:{self.region}:{self.account}:job/*": "TerminateJob on the jobs the run "
+                f"Resource::arn:aws:batch:{self.region}:{self.account}:job/*": "TerminateJob on the "
+                "jobs the run "
                 "submitted: job ids are generated at submission, so only the account's and region's job ARN "
                 "prefix can be named.",
                 "Action::kms:GenerateDataKey*": "Publishing to the notification topic, which the ops key "
@@ -329,15 +336,19 @@ class BatchStack(cdk.Stack):
         }
         job = {
             **inputs,
-            f"Resource::arn:*:s3:::*/{settings.output_prefix}/*": "Results, rejects and manifests the job writes "
+            f"Resource::arn:*:s3:::*/{settings.output_prefix}/*": "Results, rejects and manifests the "
+            "job writes "
             "under the output prefix, one folder per input key (known only at run time).",
             "Resource::arn:*:s3:::*/models/*/schema.json": "The feature schema of whichever version is the "
             "champion (models/{version}/schema.json); versions are registered after deployment.",
-            "Resource::arn:*:dynamodb:*:table/*/index/*": "The predictions table's indexes (CDK's table grant); "
+            "Resource::arn:*:dynamodb:*:table/*/index/*": "The predictions table's indexes (CDK's table "
+            "grant); "
             "the job only writes items.",
-            "Action::s3:*": "Action families of CDK's S3 grants (GetObject*, GetBucket*, List*, Abort*), each in "
+            "Action::s3:*": "Action families of CDK's S3 grants (GetObject*, GetBucket*, List*, "
+            "Abort*), each in "
             "a statement limited to one bucket and key prefix.",
-            "Action::kms:*": "Action families of CDK's KMS grants (GenerateDataKey*, ReEncrypt*), limited to the "
+            "Action::kms:*": "Action families of CDK's KMS grants (GenerateDataKey*, ReEncrypt*), "
+            "limited to the "
             "project's data key ARN in the same statement.",
         }
         acknowledge_wildcards(self.compute.job_role, job)
@@ -345,13 +356,15 @@ class BatchStack(cdk.Stack):
         self.list_function.acknowledge_wildcards(
             {
                 **inputs,
-                f"Resource::arn:*:s3:::*/{settings.output_prefix}/*": "Manifests under the output prefix, read "
+                f"Resource::arn:*:s3:::*/{settings.output_prefix}/*": "Manifests under the output "
+                "prefix, read "
                 "to skip inputs processed already (one folder per input key).",
             }
         )
         self.report_function.acknowledge_wildcards(
             {
-                f"Resource::arn:*:s3:::*/{settings.output_prefix}/*": "The inputs' manifests under the output "
+                f"Resource::arn:*:s3:::*/{settings.output_prefix}/*": "The inputs' manifests under the "
+                "output "
                 "prefix (one folder per input key), read-only.",
                 f"Resource::arn:*:s3:::*/{settings.runs_prefix}/*": "Run manifests, one folder per execution "
                 "name (known only at run time).",

@@ -258,13 +258,14 @@ class ModelEndpoint(Construct):
                 "ec2:DescribeSecurityGroups",
             ],
         )
+        capture = config.data.data_capture_prefix
         acknowledge_wildcards(
             role,
             {
                 "Resource::arn:*:s3:::*/models/*": "Artifacts of any registered version: mlpipe deploys "
                 "versions "
                 "registered after this stack, with this role; read-only.",
-                f"Resource::arn:*:s3:::*/{config.data.data_capture_prefix}/{self.endpoint_name}/*": "Data capture files "
+                f"Resource::arn:*:s3:::*/{capture}/{self.endpoint_name}/*": "Data capture files "
                 "SageMaker writes under this endpoint's prefix, named by date and hour at run time.",
                 "Resource::arn:*:ec2:*:network-interface/*": "Network interfaces SageMaker creates in the "
                 "VPC at "
