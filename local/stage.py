@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -50,11 +51,13 @@ from local import api_gateway, events
 from local.deploy import StageDeployer
 from local.emulator import apigateway as apigateway_emulator
 from local.emulator import kinesis as kinesis_emulator
+from local.emulator import stepfunctions as stepfunctions_emulator
 from local.emulator.server import install_all
 from local.kinesis_poller import KinesisPoller
 from local.lambda_runtime import LocalFunctions
 from local.router import WeightSource, create_router
 from shared.config import LOCAL_ACCOUNT
+from shared.outputs import BatchOutputs
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "local"
@@ -274,7 +277,8 @@ class LocalStage:
         self._start_model_servers()
         mark = lap("model servers", mark)
         router_url = self._start_router(inference["EndpointName"])
-        functions = self._functions(inference)
+        self.batch_outputs = outputs[f"ml-pipeline-batch-{STAGE}"]
+        functions = self._functions(inference, self.batch_outputs)
         self._register_and_reconcile()
         mark = lap("register and reconcile models", mark)
         templates = self._templates(cdk_out)
@@ -283,6 +287,7 @@ class LocalStage:
         )
         event_lines = self._start_events(templates, functions)
         self._start_stream_consumer(inference, functions)
+        self._attach_batch(functions)
         lap("handlers and events", mark)
         self.info = StageInfo(
             api_url=api_url,
@@ -322,6 +327,8 @@ class LocalStage:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "AWS_ENDPOINT_URL": moto_url,
+                # moto's Step Functions interpreter calls the services back on this port
+                "MOTO_PORT": str(port),
             }
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -378,11 +385,14 @@ class LocalStage:
         self.log(f"SageMaker runtime (router): {server.url}")
         return server.url
 
-    def _functions(self, inference: dict[str, str]) -> LocalFunctions:
+    def _functions(self, inference: dict[str, str], batch: dict[str, str]) -> LocalFunctions:
         names = [
             inference["ApiFunctionName"],
             inference["StreamFunctionName"],
             inference["DeployFunctionName"],
+            batch[BatchOutputs.LIST_FUNCTION_NAME],
+            batch[BatchOutputs.INLINE_FUNCTION_NAME],
+            batch[BatchOutputs.REPORT_FUNCTION_NAME],
         ]
         functions = LocalFunctions(self.session.client("lambda"), names)
         functions.apply_environment()
@@ -505,6 +515,80 @@ class LocalStage:
             f"on failure -> {queue_url})"
         )
 
+    def _attach_batch(self, functions: LocalFunctions) -> None:
+        """The batch run's Lambda tasks call the handlers here; its Batch jobs run as processes."""
+        batch = self.batch_outputs
+        names = [
+            batch[BatchOutputs.LIST_FUNCTION_NAME],
+            batch[BatchOutputs.INLINE_FUNCTION_NAME],
+            batch[BatchOutputs.REPORT_FUNCTION_NAME],
+        ]
+        stepfunctions_emulator.attach(
+            functions={name: functions.invoke for name in names}, job_runner=self._run_job
+        )
+        self._stops.append(stepfunctions_emulator.detach)
+        self.log(f"batch: state machine {batch[BatchOutputs.STATE_MACHINE_ARN]}; jobs run as local processes")
+
+    def _run_job(self, command: list[str], environment: dict[str, str]) -> int:
+        """A Batch job: the job definition's command, as the container would run it, on this machine."""
+        if command[:1] == ["python"]:
+            command = [sys.executable, *command[1:]]
+        self.log(f"batch job {environment.get('AWS_BATCH_JOB_ID', '?')}: {' '.join(command)}")
+        with self.log_file.open("a") as log:
+            result = subprocess.run(
+                command,
+                cwd=ROOT,
+                env={**os.environ, **environment},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        return result.returncode
+
+    def run_batch(self, source: Path, *, timeout: float = 900.0) -> dict[str, Any]:
+        """Upload ``source`` under the input prefix and run the batch state machine for it (on demand).
+
+        Returns the execution's status, its seconds, and the run manifest (when the run wrote one).
+        """
+        batch = self.batch_outputs
+        bucket, prefix = batch[BatchOutputs.INPUT_BUCKET_NAME], batch[BatchOutputs.INPUT_PREFIX]
+        key = f"{prefix}{source.name}"
+        self.session.client("s3").upload_file(str(source), bucket, key)
+        sfn = self.session.client("stepfunctions")
+        started = time.monotonic()
+        execution = sfn.start_execution(
+            stateMachineArn=batch[BatchOutputs.STATE_MACHINE_ARN],
+            # named as Step Functions names an unnamed run (moto leaves the name empty)
+            name=str(uuid.uuid4()),
+            input=json.dumps({"bucket": bucket, "prefix": key}),
+        )["executionArn"]
+        description: dict[str, Any] = {}
+
+        def finished() -> bool:
+            nonlocal description
+            description = sfn.describe_execution(executionArn=execution)
+            return description["status"] != "RUNNING"
+
+        wait_until(finished, timeout=timeout, what=f"batch run of {source.name}", interval=0.5)
+        seconds = round(time.monotonic() - started, 2)
+        output = json.loads(description.get("output") or "{}")
+        report = output.get("finish", {}).get("report", {})
+        manifest: dict[str, Any] = {}
+        if report.get("manifest"):
+            run_bucket, run_key = report["manifest"][5:].split("/", 1)
+            body = self.session.client("s3").get_object(Bucket=run_bucket, Key=run_key)["Body"].read()
+            manifest = json.loads(body)
+        self.log(f"batch run {execution}: {description['status']} in {seconds} s")
+        return {
+            "execution": execution,
+            "status": description["status"],
+            "seconds": seconds,
+            "error": description.get("error"),
+            "cause": description.get("cause"),
+            "report": report,
+            "manifest": manifest,
+        }
+
     # ----- faults (integration tests) -----
     def stop_model_server(self, version: str) -> None:
         self.model_servers[version].stop()
@@ -551,6 +635,9 @@ def banner(info: StageInfo, example: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole pipeline on this machine (127.0.0.1 only).")
     parser.add_argument("--smoke", action="store_true", help="bring up, exercise every path once, exit")
+    parser.add_argument(
+        "--batch", type=Path, metavar="FILE", help="run a batch of this CSV/JSON Lines file through the job, exit"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="moto")
     stage = LocalStage()
@@ -563,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
             from local.smoke import run_smoke  # noqa: PLC0415
 
             return run_smoke(stage, info)
+        if args.batch is not None:
+            result = stage.run_batch(args.batch)
+            print(json.dumps(result, indent=2, default=str), flush=True)
+            return 0 if result["status"] == "SUCCEEDED" else 1
         print("serving until Ctrl-C", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -369,7 +369,7 @@ class BatchJobConfig(_Frozen):
 
     # 1 vCPU / 2 GiB: the job is I/O-bound (S3 reads, endpoint calls, DynamoDB writes) and holds
     # one chunk of rows and its results in memory at a time
-    vcpus: Literal[0.25, 0.5, 1, 2, 4] = 1
+    vcpus: float = 1.0
     memory_mib: Annotated[int, Field(ge=512, le=30720)] = 2048
     # an attempt that runs longer than this is stopped (a stuck endpoint, not a big file: a
     # whole day's 100,000 rows take minutes)
@@ -383,13 +383,16 @@ class BatchJobConfig(_Frozen):
     @model_validator(mode="after")
     def _fargate_size(self) -> BatchJobConfig:
         # https://docs.aws.amazon.com/batch/latest/APIReference/API_ResourceRequirement.html
-        allowed = {
+        sizes = {
             0.25: (512, 1024, 2048),
             0.5: tuple(range(1024, 4097, 1024)),
-            1: tuple(range(2048, 8193, 1024)),
-            2: tuple(range(4096, 16385, 1024)),
-            4: tuple(range(8192, 30721, 1024)),
-        }[self.vcpus]
+            1.0: tuple(range(2048, 8193, 1024)),
+            2.0: tuple(range(4096, 16385, 1024)),
+            4.0: tuple(range(8192, 30721, 1024)),
+        }
+        if self.vcpus not in sizes:
+            raise ValueError(f"Fargate runs {sorted(sizes)} vCPUs, not {self.vcpus}")
+        allowed = sizes[self.vcpus]
         if self.memory_mib not in allowed:
             raise ValueError(
                 f"Fargate does not run {self.vcpus} vCPU with {self.memory_mib} MiB; "

@@ -12,11 +12,15 @@ import sys
 
 from moto import server as moto_server
 
-from local.emulator import apigateway, cfn_properties, sagemaker
+from local.emulator import apigateway, cfn_properties, dispatch, sagemaker, stepfunctions
 
 
 def install_all() -> tuple[str, ...]:
-    return (*sagemaker.install(), *apigateway.install(), *cfn_properties.install())
+    return (
+        *sagemaker.install(),
+        *apigateway.install(), *cfn_properties.install(), *dispatch.install(),
+        *stepfunctions.install(),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

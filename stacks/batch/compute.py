@@ -38,6 +38,8 @@ DOCKERFILE = Path(__file__).with_name("image") / "Dockerfile"
 # the runtime files the job imports (nothing else goes into the image)
 JOB_SOURCES = (
     "shared/__init__.py",
+    "shared/config.py",
+    "shared/outputs.py",
     "shared/model_parameters.py",
     "shared/predictions.py",
     "mlpipe",

@@ -46,8 +46,6 @@ HANDLERS = {
 # the handlers import the job's modules and the inference layer's telemetry settings
 RUNTIME_SOURCES = (
     *JOB_SOURCES,
-    "shared/config.py",
-    "shared/outputs.py",
     "stacks/inference/__init__.py",
     "stacks/inference/runtime/__init__.py",
     "stacks/inference/runtime/telemetry.py",
@@ -224,7 +222,11 @@ class BatchStack(cdk.Stack):
         """The batch job's calls: read inputs and the champion's schema, invoke, write results."""
         settings = config.batch
         self.data_bucket.grant_read(role, f"{settings.input_prefix}*")
+        # the job writes its results; a re-run with other chunk sizes lists and deletes the part
+        # files the earlier run left beyond its own
         self.results_bucket.grant_put(role, f"{settings.output_prefix}/*")
+        self.results_bucket.grant_read(role, f"{settings.output_prefix}/*")
+        self.results_bucket.grant_delete(role, f"{settings.output_prefix}/*")
         self.model_bucket.grant_read(role, "models/*/schema.json")
         data.model_registry.active_version.grant_read(role)
         self.predictions_table.grant_write_data(role)

@@ -7,14 +7,19 @@ champion's feature schema (``schema.json`` beside its artifact); an invalid row 
 ``rejects.jsonl`` with the reason and the job carries on. Valid rows go to the endpoint in
 requests of ``REQUEST_ROWS`` rows (never one call per row). Predictions are written to the
 predictions table (batch writer: unprocessed items and throttling are retried) and, per chunk, to
-``{output prefix}/{input name}/part-NNNNN.jsonl``; ``manifest.json`` counts rows read, predicted,
-rejected and failed.
+``{output prefix}/{input key}/part-NNNNN.jsonl``; ``manifest.json`` counts rows read, predicted,
+rejected and failed. Where each output lives is ``stacks.batch.runtime.layout``'s, the manifest's
+shape ``stacks.batch.runtime.manifest``'s.
 
 Restartable: prediction ids derive from the input object (bucket, key, ETag) and the row number,
 the sort key is the input's last-modified time and part files are named by chunk, so a re-run of
-the same input overwrites what the first run wrote and never duplicates it. A request the
-endpoint refuses marks its rows failed (with the reason) instead of stopping the job; the job
-exits non-zero when any row failed, so the orchestrator sees it.
+the same input overwrites what the first run wrote and never duplicates it (part files a previous
+run wrote beyond this run's last chunk are deleted). A request the endpoint refuses, or one that
+times out or cannot connect, marks its rows failed (with the reason) instead of stopping the job;
+the job exits non-zero when any row failed, so the orchestrator sees it. The manifest is written
+last: its presence with ``failed`` = 0 for the input's current ETag means the input is done.
+
+The same ``BatchJob`` runs inline for small inputs (``stacks.batch.runtime.handlers.predict_inline``).
 """
 
 from __future__ import annotations
@@ -31,16 +36,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlpipe.registry import champion_schema
 from model.schema import FeatureSchema
 from shared.predictions import invoke_and_record, timestamp
+from stacks.batch.runtime.clients import RETRIES
+from stacks.batch.runtime.errors import InputNotFoundError
+from stacks.batch.runtime.layout import InputOutputs, outputs_for, require_input_format, split_uri
+from stacks.batch.runtime.manifest import MAX_FAILURES, InputManifest
 
 NAMESPACE = uuid.UUID("6f1f6f54-3c1e-4c8e-9a53-0d2f8b3c1a77")  # prediction ids of batch rows
-RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"})
 
 
 class JobSettings(BaseModel):
@@ -65,13 +72,6 @@ class Counts:
     failures: list[str] = field(default_factory=list)
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
-
-
 @dataclass(frozen=True)
 class RowError:
     reason: str
@@ -79,8 +79,9 @@ class RowError:
 
 def read_rows(body: Any, key: str) -> Iterator[tuple[int, object]]:
     """(row number, row) from a CSV with a header of feature names, or JSON Lines of objects/arrays."""
+    kind = require_input_format(key)
     lines = (line.decode("utf-8") for line in body.iter_lines())
-    if key.endswith((".jsonl", ".json")):
+    if kind == "jsonl":
         for number, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -89,8 +90,6 @@ def read_rows(body: Any, key: str) -> Iterator[tuple[int, object]]:
             except json.JSONDecodeError as err:
                 yield number, RowError(f"not valid JSON ({err.msg} at column {err.colno})")
         return
-    if not key.endswith(".csv"):
-        raise ValueError(f"{key}: input must be .csv (with a header) or .jsonl")
     reader = csv.DictReader(lines)
     for number, record in enumerate(reader):
         try:
@@ -123,18 +122,27 @@ class BatchJob:
             parameters_path=self.settings.parameters_path,
         )
 
+    def outputs(self, input_uri: str) -> InputOutputs:
+        return outputs_for(self.settings.output_prefix, split_uri(input_uri)[1])
+
     def run(self, input_uri: str) -> Counts:
         bucket, key = split_uri(input_uri)
-        head = self.s3.head_object(Bucket=bucket, Key=key)
+        require_input_format(key)
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                raise InputNotFoundError(f"{input_uri} does not exist") from None
+            raise
         as_of = head["LastModified"].astimezone(UTC)
         identity = f"{bucket}/{key}@{head['ETag']}"
         _, schema = self.load_schema()
-        out_bucket, out_prefix = split_uri(
-            self.settings.output_prefix.rstrip("/") + "/" + key.rsplit("/", 1)[-1]
-        )
+        outputs = outputs_for(self.settings.output_prefix, key)
         counts = Counts()
         rejects: list[dict[str, Any]] = []
-        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        # the object as it was when HEAD named its ETag: a concurrent overwrite cannot mix versions
+        body = self.s3.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])["Body"]
+        written = 0
         for index, chunk in enumerate(chunks(read_rows(body, key), self.settings.chunk_rows)):
             counts.read += len(chunk)
             valid: list[tuple[int, object]] = []
@@ -146,20 +154,38 @@ class BatchJob:
                     valid.append((number, row))
             counts.rejected += len(chunk) - len(valid)
             results = self._predict(valid, identity, as_of, counts)
-            self._write_part(out_bucket, f"{out_prefix}/part-{index:05d}.jsonl", results)
-        self._put_json(out_bucket, f"{out_prefix}/rejects.jsonl", rejects, lines=True)
-        manifest = {
-            "input": input_uri,
-            "input_etag": head["ETag"],
-            "read": counts.read,
-            "predicted": counts.predicted,
-            "rejected": counts.rejected,
-            "failed": counts.failed,
-            "failures": counts.failures[:20],
-            "finished_at": timestamp(datetime.now(UTC)),
-        }
-        self._put_json(out_bucket, f"{out_prefix}/manifest.json", manifest)
+            part = outputs.part(index)
+            self._write_part(part.bucket, part.key, results)
+            written = index + 1
+        self._delete_parts_from(outputs, written)
+        self._put_json(outputs.rejects.bucket, outputs.rejects.key, rejects, lines=True)
+        manifest = InputManifest(
+            input=input_uri,
+            input_etag=head["ETag"],
+            output=outputs.directory.uri,
+            read=counts.read,
+            predicted=counts.predicted,
+            rejected=counts.rejected,
+            failed=counts.failed,
+            failures=counts.failures[:MAX_FAILURES],
+            finished_at=timestamp(datetime.now(UTC)),
+        )
+        self._put_json(outputs.manifest.bucket, outputs.manifest.key, manifest.model_dump())
         return counts
+
+    def _delete_parts_from(self, outputs: InputOutputs, first: int) -> None:
+        """Delete part files numbered ``first`` and up (left by a run with smaller chunks)."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=outputs.bucket, Prefix=outputs.parts_prefix):
+            keys = [
+                item["Key"]
+                for item in page.get("Contents", [])
+                if (index := outputs.part_index(item["Key"])) is not None and index >= first
+            ]
+            if keys:
+                self.s3.delete_objects(
+                    Bucket=outputs.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+                )
 
     def _predict(
         self, rows: list[tuple[int, object]], identity: str, as_of: datetime, counts: Counts
@@ -180,7 +206,9 @@ class BatchJob:
                         at=as_of,
                         ttl_days=self.settings.ttl_days,
                     )
-                except (ClientError, ValueError) as err:
+                except (BotoCoreError, ClientError, ValueError) as err:
+                    # refused (ClientError), timed out or unreachable (BotoCoreError) after the
+                    # client's retries, or an answer that does not match the request (ValueError)
                     counts.failed += len(request)
                     counts.failures.append(f"rows {request[0][0]}-{request[-1][0]}: {err}")
                     continue
@@ -202,19 +230,23 @@ class BatchJob:
         self.s3.put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType="application/json")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("input_uri", help="s3://bucket/input/file.csv or .jsonl")
-    args = parser.parse_args(argv)
-    settings = JobSettings.model_validate(dict(os.environ))
-    session = boto3.session.Session()
-    job = BatchJob(
+def build(settings: JobSettings, session: boto3.session.Session) -> BatchJob:
+    """The job with its clients (botocore's adaptive retries: throttling is retried with backoff)."""
+    return BatchJob(
         settings,
         s3=session.client("s3", config=RETRIES),
         ssm=session.client("ssm", config=RETRIES),
         runtime=session.client("sagemaker-runtime", config=RETRIES),
         table=session.resource("dynamodb", config=RETRIES).Table(settings.table_name),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("input_uri", help="s3://bucket/input/file.csv, .jsonl or .json")
+    args = parser.parse_args(argv)
+    settings = JobSettings.model_validate(dict(os.environ))
+    job = build(settings, boto3.session.Session())
     counts = job.run(args.input_uri)
     print(json.dumps({k: v for k, v in vars(counts).items() if k != "failures"}))
     return 1 if counts.failed else 0

@@ -1,0 +1,148 @@
+"""Step Functions runs in moto: the real definition, interpreted; its Lambda and Batch tasks run here.
+
+moto interprets a state machine's definition (its ``stepfunctions.execute_state_machine`` mode),
+but three gaps stand between that and a run of the batch layer on this machine:
+
+- moto's CloudFormation handler creates state machines in its non-interpreting backend, so the
+  API (which then uses the interpreting one) would not see the deployed machine: created in the
+  backend the API uses instead;
+- a Lambda task is an ``Invoke`` of moto's Lambda, which runs the function in Docker: a function
+  the stage attached (:func:`attach`) is called in this process instead, and an exception it
+  raises is answered as Lambda does (``FunctionError`` with ``errorType`` = the exception's
+  class name, which is what the definition's Retry and Catch match on);
+- a Batch ``.sync`` task submits a job that moto runs in Docker: the job definition's command
+  (parameters substituted, environment and overrides applied) runs through the attached job
+  runner instead, and the job ends SUCCEEDED or FAILED by its exit code, which the ``.sync``
+  integration reads with ``DescribeJobs`` as it would from Batch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from moto.awslambda.models import LambdaBackend
+from moto.batch import models as batch_models
+from moto.core.config import default_user_config
+from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions.responses import get_backend
+
+_BY = "fixed by local.emulator.stepfunctions"
+GAPS = (
+    f"Step Functions executions interpret the definition (moto's execute_state_machine mode; its "
+    f"CloudFormation handler created machines the interpreter did not see): {_BY}",
+    f"Lambda tasks of a state machine (moto invokes functions in Docker): run in-process, {_BY}",
+    f"Batch jobs (moto runs the container in Docker): the job definition's command runs on this machine, "
+    f"{_BY}",
+)
+
+LambdaRunner = Callable[[str, dict[str, Any]], Any]  # (function name, event) -> result
+JobRunner = Callable[[list[str], dict[str, str]], int]  # (command, environment) -> exit code
+
+
+class _Attached:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.functions: dict[str, LambdaRunner] = {}
+        self.job_runner: JobRunner | None = None
+
+
+_attached = _Attached()
+
+
+def attach(*, functions: dict[str, LambdaRunner], job_runner: JobRunner | None) -> None:
+    """Route Invoke of the named functions, and Batch jobs, to this process's runners."""
+    with _attached.lock:
+        _attached.functions = dict(functions)
+        _attached.job_runner = job_runner
+
+
+def detach() -> None:
+    attach(functions={}, job_runner=None)
+
+
+def _create_in_api_backend(
+    cls: Any, /, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **_: Any
+) -> Any:
+    properties = cloudformation_json["Properties"]
+    name = properties.get("StateMachineName", resource_name)
+    tags = [{"key": tag["Key"], "value": tag["Value"]} for tag in properties.get("Tags", [])]
+    backend = get_backend(account_id, region_name)
+    return backend.create_state_machine(
+        name, properties.get("DefinitionString", ""), properties.get("RoleArn", ""), tags=tags
+    )
+
+
+def _delete_in_api_backend(
+    cls: Any, /, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **_: Any
+) -> None:
+    get_backend(account_id, region_name).delete_state_machine(resource_name)
+
+
+def _invoke(original: Callable[..., Any]) -> Callable[..., Any]:
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> str | bytes | None:
+        function = self.get_function(function_name, qualifier)
+        runner = _attached.functions.get(function.function_name)
+        if runner is None:
+            return original(self, function_name, qualifier, body, headers, response_headers)  # type: ignore[no-any-return]
+        event = json.loads(body) if body else {}
+        try:
+            payload = json.dumps(runner(function.function_name, event), default=str)
+        except Exception as err:  # the function's error, answered the way Lambda answers it
+            response_headers["x-amz-function-error"] = "Unhandled"
+            payload = json.dumps({"errorType": type(err).__name__, "errorMessage": str(err)})
+        response_headers["Content-Length"] = str(len(payload))
+        return payload
+
+    return invoke
+
+
+def _run_job(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    def run(job: Any) -> None:
+        runner = _attached.job_runner
+        if runner is None:
+            original(job)
+            return
+        try:
+            command = job._add_parameters_to_command(job._get_container_property("command", []))
+            environment = {
+                item["name"]: item["value"] for item in job._get_container_property("environment", [])
+            }
+            environment["AWS_BATCH_JOB_ID"] = job.job_id
+            environment["AWS_BATCH_JOB_ATTEMPT"] = "1"
+            job.job_started_at = datetime.now()
+            job.status = batch_models.JobStatus.RUNNING
+            job._start_attempt()
+            exit_code = runner(list(command), environment)
+            job.exit_code = exit_code
+            if exit_code != 0:
+                job.job_stopped_reason = f"Essential container in task exited (exit code {exit_code})"
+            job._mark_stopped(success=exit_code == 0)
+        except Exception as err:
+            job.job_stopped_reason = f"CannotStartContainerError: {type(err).__name__}: {err}"
+            job._mark_stopped(success=False)
+
+    return run
+
+
+def install() -> tuple[str, ...]:
+    default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+    state_machine: Any = sfn_models.StateMachine
+    if not getattr(state_machine, "_mlpipe_fixed", False):
+        state_machine.create_from_cloudformation_json = classmethod(_create_in_api_backend)
+        state_machine.delete_from_cloudformation_json = classmethod(_delete_in_api_backend)
+        state_machine._mlpipe_fixed = True
+    backend: Any = LambdaBackend
+    if not getattr(backend, "_mlpipe_fixed", False):
+        backend.invoke = _invoke(backend.invoke)
+        backend._mlpipe_fixed = True
+    job: Any = batch_models.Job
+    if not getattr(job, "_mlpipe_fixed", False):
+        job.run = _run_job(job.run)
+        job._mlpipe_fixed = True
+    return GAPS
