@@ -89,6 +89,14 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval
     raise TimeoutError(f"{what} was not ready within {timeout:.0f} s")
 
 
+# execution history events that carry a failure's error and cause
+FAILURE_DETAILS = (
+    "taskFailedEventDetails",
+    "lambdaFunctionFailedEventDetails",
+    "executionFailedEventDetails",
+)
+
+
 class ThreadedServer(threading.Thread):
     """An ASGI app served by uvicorn on 127.0.0.1 in a daemon thread."""
 
@@ -524,7 +532,7 @@ class LocalStage:
             batch[BatchOutputs.REPORT_FUNCTION_NAME],
         ]
         stepfunctions_emulator.attach(
-            functions={name: functions.invoke for name in names}, job_runner=self._run_job
+            functions=dict.fromkeys(names, functions.invoke), job_runner=self._run_job
         )
         self._stops.append(stepfunctions_emulator.detach)
         self.log(f"batch: state machine {batch[BatchOutputs.STATE_MACHINE_ARN]}; jobs run as local processes")
@@ -535,7 +543,7 @@ class LocalStage:
             command = [sys.executable, *command[1:]]
         self.log(f"batch job {environment.get('AWS_BATCH_JOB_ID', '?')}: {' '.join(command)}")
         with self.log_file.open("a") as log:
-            result = subprocess.run(
+            result = subprocess.run(  # noqa: S603 - the job definition's own command, from our template
                 command,
                 cwd=ROOT,
                 env={**os.environ, **environment},
@@ -567,7 +575,7 @@ class LocalStage:
         def finished() -> bool:
             nonlocal description
             description = sfn.describe_execution(executionArn=execution)
-            return description["status"] != "RUNNING"
+            return bool(description["status"] != "RUNNING")
 
         wait_until(finished, timeout=timeout, what=f"batch run of {source.name}", interval=0.5)
         seconds = round(time.monotonic() - started, 2)
@@ -578,6 +586,13 @@ class LocalStage:
             run_bucket, run_key = report["manifest"][5:].split("/", 1)
             body = self.session.client("s3").get_object(Bucket=run_bucket, Key=run_key)["Body"].read()
             manifest = json.loads(body)
+        failures = [
+            {"type": event["type"], **details}
+            for event in sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+            for key, details in event.items()
+            if key
+            in ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails", "executionFailedEventDetails")
+        ]
         self.log(f"batch run {execution}: {description['status']} in {seconds} s")
         return {
             "execution": execution,
@@ -587,6 +602,7 @@ class LocalStage:
             "cause": description.get("cause"),
             "report": report,
             "manifest": manifest,
+            "failures": failures,
         }
 
     # ----- faults (integration tests) -----
@@ -636,7 +652,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole pipeline on this machine (127.0.0.1 only).")
     parser.add_argument("--smoke", action="store_true", help="bring up, exercise every path once, exit")
     parser.add_argument(
-        "--batch", type=Path, metavar="FILE", help="run a batch of this CSV/JSON Lines file through the job, exit"
+        "--batch",
+        type=Path,
+        metavar="FILE",
+        help="run a batch of this CSV/JSON Lines file through the job, exit",
     )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="moto")

@@ -45,6 +45,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, cast
 
 SCHEMA_FORMAT_VERSION = 1
@@ -104,9 +105,13 @@ class FeatureSchema:
     range_margin: float
     format_version: int = SCHEMA_FORMAT_VERSION
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.features)
+
+    @cached_property
+    def _name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
 
     # ---- serialization -------------------------------------------------------------------------
 
@@ -207,7 +212,8 @@ class FeatureSchema:
         for spec in self.features:
             if spec.name not in row:
                 errors.append(f"missing feature '{spec.name}'")
-        unknown = sorted((key for key in row if key not in self.names), key=str)
+        known = self._name_set
+        unknown = sorted((key for key in row if key not in known), key=str)
         for key in unknown:
             errors.append(self._unknown_message(key))
         for spec in self.features:

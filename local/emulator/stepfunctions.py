@@ -10,6 +10,9 @@ but three gaps stand between that and a run of the batch layer on this machine:
   the stage attached (:func:`attach`) is called in this process instead, and an exception it
   raises is answered as Lambda does (``FunctionError`` with ``errorType`` = the exception's
   class name, which is what the definition's Retry and Catch match on);
+- moto's Batch integration hands the state's PascalCase parameters to boto unconverted (boto
+  rejects ``JobDefinition``) and returns boto's camelCase answer where Step Functions answers in
+  PascalCase (``JobId``, ``Status``): both are converted along the Batch API's shapes;
 - a Batch ``.sync`` task submits a job that moto runs in Docker: the job definition's command
   (parameters substituted, environment and overrides applied) runs through the attached job
   runner instead, and the job ends SUCCEEDED or FAILED by its exit code, which the ``.sync``
@@ -24,10 +27,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import botocore.session
+from botocore.model import ListShape, Shape, StructureShape
 from moto.awslambda.models import LambdaBackend
 from moto.batch import models as batch_models
+from moto.batch.utils import JobStatus
 from moto.core.config import default_user_config
 from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_batch as sfn_batch,
+)
 from moto.stepfunctions.responses import get_backend
 
 _BY = "fixed by local.emulator.stepfunctions"
@@ -37,6 +46,8 @@ GAPS = (
     f"Lambda tasks of a state machine (moto invokes functions in Docker): run in-process, {_BY}",
     f"Batch jobs (moto runs the container in Docker): the job definition's command runs on this machine, "
     f"{_BY}",
+    f"Step Functions' Batch integration (moto passes PascalCase parameters to boto and returns camelCase): "
+    f"converted along the Batch API's shapes, {_BY}",
 )
 
 LambdaRunner = Callable[[str, dict[str, Any]], Any]  # (function name, event) -> result
@@ -83,7 +94,7 @@ def _delete_in_api_backend(
 
 
 def _invoke(original: Callable[..., Any]) -> Callable[..., Any]:
-    def invoke(
+    def invoke(  # noqa: PLR0917 - moto's LambdaBackend.invoke signature
         self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
     ) -> str | bytes | None:
         function = self.get_function(function_name, qualifier)
@@ -116,7 +127,7 @@ def _run_job(original: Callable[[Any], None]) -> Callable[[Any], None]:
             environment["AWS_BATCH_JOB_ID"] = job.job_id
             environment["AWS_BATCH_JOB_ATTEMPT"] = "1"
             job.job_started_at = datetime.now()
-            job.status = batch_models.JobStatus.RUNNING
+            job.status = JobStatus.RUNNING
             job._start_attempt()
             exit_code = runner(list(command), environment)
             job.exit_code = exit_code
@@ -130,6 +141,47 @@ def _run_job(original: Callable[[Any], None]) -> Callable[[Any], None]:
     return run
 
 
+def _operation(action: str) -> Any:
+    """The Batch API operation of a Step Functions action (``submit_job`` or ``describe_jobs``)."""
+    model = botocore.session.get_session().get_service_model("batch")
+    return model.operation_model("".join(part.capitalize() for part in action.split("_")))
+
+
+def _pascal(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def _to_sfn(value: Any, shape: Shape | None) -> None:
+    """boto's answer as Step Functions gives it, in place: structure members PascalCase, map keys kept.
+
+    In place, because the interpreter holds on to the answer (and to the job inside it) it asks
+    to have converted.
+    """
+    if isinstance(shape, StructureShape) and isinstance(value, dict):
+        for key in list(value):
+            _to_sfn(value[key], shape.members.get(key))
+            value[_pascal(key)] = value.pop(key)
+    elif isinstance(shape, ListShape) and isinstance(value, list):
+        for item in value:
+            _to_sfn(item, shape.member)
+
+
+def _normalise_parameters(
+    self: Any,
+    parameters: dict[str, Any],
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    action = self._get_boto_service_action(service_action_name)
+    self._to_boto_request(parameters, _operation(action).input_shape)
+
+
+def _normalise_response(
+    self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    _to_sfn(response, _operation(self._get_boto_service_action(service_action_name)).output_shape)
+
+
 def install() -> tuple[str, ...]:
     default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
     state_machine: Any = sfn_models.StateMachine
@@ -141,6 +193,11 @@ def install() -> tuple[str, ...]:
     if not getattr(backend, "_mlpipe_fixed", False):
         backend.invoke = _invoke(backend.invoke)
         backend._mlpipe_fixed = True
+    integration: Any = sfn_batch.StateTaskServiceBatch
+    if not getattr(integration, "_mlpipe_fixed", False):
+        integration._normalise_parameters = _normalise_parameters
+        integration._normalise_response = _normalise_response
+        integration._mlpipe_fixed = True
     job: Any = batch_models.Job
     if not getattr(job, "_mlpipe_fixed", False):
         job.run = _run_job(job.run)

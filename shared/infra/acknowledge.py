@@ -18,6 +18,8 @@ from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
 MIN_REASON_LENGTH = 25
+# the findings of a bare wildcard: a reason for one of them explains that finding alone
+BARE_WILDCARDS = frozenset({"Resource::*", "Action::*"})
 
 
 class AcknowledgementError(ValueError):
@@ -125,8 +127,10 @@ def acknowledge_wildcards(role: IConstruct, reasons: Mapping[str, str]) -> list[
 
     ``reasons`` maps a pattern (``fnmatch`` syntax, matched against the finding such as
     ``Resource::arn:aws:s3:::bucket/models/*``) to why IAM cannot scope that wildcard further.
-    Call it after the role's last statement; a wildcard no pattern explains fails the synth,
-    so a new wildcard always comes with a reason. Returns the acknowledged findings.
+    ``Resource::*`` and ``Action::*`` are the findings of the bare wildcard and match only
+    themselves (as globs they would explain every other wildcard too). Call it after the role's
+    last statement; a wildcard no pattern explains fails the synth, so a new wildcard always
+    comes with a reason. Returns the acknowledged findings.
     """
     policy = role.node.try_find_child("DefaultPolicy")
     resource = policy.node.default_child if policy is not None else None
@@ -136,7 +140,14 @@ def acknowledge_wildcards(role: IConstruct, reasons: Mapping[str, str]) -> list[
     findings = wildcard_findings(document)
     unexplained = []
     for finding in findings:
-        reason = next((r for pattern, r in reasons.items() if fnmatch.fnmatchcase(finding, pattern)), None)
+        reason = reasons.get(finding) or next(
+            (
+                r
+                for pattern, r in reasons.items()
+                if pattern not in BARE_WILDCARDS and fnmatch.fnmatchcase(finding, pattern)
+            ),
+            None,
+        )
         if reason is None:
             unexplained.append(finding)
             continue

@@ -226,7 +226,13 @@ class BatchStack(cdk.Stack):
         # files the earlier run left beyond its own
         self.results_bucket.grant_put(role, f"{settings.output_prefix}/*")
         self.results_bucket.grant_read(role, f"{settings.output_prefix}/*")
-        self.results_bucket.grant_delete(role, f"{settings.output_prefix}/*")
+        # DeleteObject only: the results bucket is versioned, and no run may remove a version
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:DeleteObject"],
+                resources=[self.results_bucket.arn_for_objects(f"{settings.output_prefix}/*")],
+            )
+        )
         self.model_bucket.grant_read(role, "models/*/schema.json")
         data.model_registry.active_version.grant_read(role)
         self.predictions_table.grant_write_data(role)

@@ -138,7 +138,6 @@ class BatchWorkflow(Construct):
             result_selector={"mode": "inline", "counts": sfn.JsonPath.object_at("$.Payload")},
             result_path="$.outcome",
         )
-        job = settings.job
         run_batch_job = tasks.BatchSubmitJob(
             self,
             "RunBatchJob",
@@ -148,10 +147,6 @@ class BatchWorkflow(Construct):
             job_definition_arn=compute.job_definition.job_definition_arn,
             payload=sfn.TaskInput.from_object({"input": sfn.JsonPath.string_at("$.uri")}),
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            # every attempt may take the job timeout; beyond that the job is stuck in the queue
-            task_timeout=sfn.Timeout.duration(
-                cdk.Duration.seconds(job.timeout_seconds * job.attempts + 1800)
-            ),
             result_selector={
                 "mode": "batch",
                 "jobId": sfn.JsonPath.string_at("$.JobId"),
