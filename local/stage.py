@@ -36,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -56,6 +55,7 @@ from local.emulator.server import install_all
 from local.kinesis_poller import KinesisPoller
 from local.lambda_runtime import LocalFunctions
 from local.router import WeightSource, create_router
+from mlpipe.batch import run_batch
 from shared.config import LOCAL_ACCOUNT
 from shared.outputs import BatchOutputs
 
@@ -554,56 +554,10 @@ class LocalStage:
         return result.returncode
 
     def run_batch(self, source: Path, *, timeout: float = 900.0) -> dict[str, Any]:
-        """Upload ``source`` under the input prefix and run the batch state machine for it (on demand).
-
-        Returns the execution's status, its seconds, and the run manifest (when the run wrote one).
-        """
-        batch = self.batch_outputs
-        bucket, prefix = batch[BatchOutputs.INPUT_BUCKET_NAME], batch[BatchOutputs.INPUT_PREFIX]
-        key = f"{prefix}{source.name}"
-        self.session.client("s3").upload_file(str(source), bucket, key)
-        sfn = self.session.client("stepfunctions")
-        started = time.monotonic()
-        execution = sfn.start_execution(
-            stateMachineArn=batch[BatchOutputs.STATE_MACHINE_ARN],
-            # named as Step Functions names an unnamed run (moto leaves the name empty)
-            name=str(uuid.uuid4()),
-            input=json.dumps({"bucket": bucket, "prefix": key}),
-        )["executionArn"]
-        description: dict[str, Any] = {}
-
-        def finished() -> bool:
-            nonlocal description
-            description = sfn.describe_execution(executionArn=execution)
-            return bool(description["status"] != "RUNNING")
-
-        wait_until(finished, timeout=timeout, what=f"batch run of {source.name}", interval=0.5)
-        seconds = round(time.monotonic() - started, 2)
-        output = json.loads(description.get("output") or "{}")
-        report = output.get("finish", {}).get("report", {})
-        manifest: dict[str, Any] = {}
-        if report.get("manifest"):
-            run_bucket, run_key = report["manifest"][5:].split("/", 1)
-            body = self.session.client("s3").get_object(Bucket=run_bucket, Key=run_key)["Body"].read()
-            manifest = json.loads(body)
-        failures = [
-            {"type": event["type"], **details}
-            for event in sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
-            for key, details in event.items()
-            if key
-            in ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails", "executionFailedEventDetails")
-        ]
-        self.log(f"batch run {execution}: {description['status']} in {seconds} s")
-        return {
-            "execution": execution,
-            "status": description["status"],
-            "seconds": seconds,
-            "error": description.get("error"),
-            "cause": description.get("cause"),
-            "report": report,
-            "manifest": manifest,
-            "failures": failures,
-        }
+        """Upload ``source`` under the input prefix and run the batch state machine for it (on demand)."""
+        result = run_batch(self.session, self.batch_outputs, source, timeout=timeout)
+        self.log(f"batch run {result['execution']}: {result['status']} in {result['seconds']} s")
+        return result
 
     # ----- faults (integration tests) -----
     def stop_model_server(self, version: str) -> None:

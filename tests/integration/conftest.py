@@ -36,6 +36,7 @@ class Target:
     session: boto3.session.Session
     inference: dict[str, str]
     data: dict[str, str]
+    batch: dict[str, str]
     local: Any = None  # the LocalStage when the target is the local stage
 
     @property
@@ -78,6 +79,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
                 session=session,
                 inference=info.outputs[config.stack_name("inference")],
                 data=info.outputs[config.stack_name("data")],
+                batch=info.outputs[config.stack_name("batch")],
                 local=stage,
             )
         finally:
@@ -95,6 +97,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         session=session,
         inference=inference,
         data=_outputs(session, config.stack_name("data")),
+        batch=_outputs(session, config.stack_name("batch")),
     )
 
 
