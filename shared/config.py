@@ -379,6 +379,9 @@ class BatchJobConfig(_Frozen):
     chunk_rows: Annotated[int, Field(ge=1, le=100_000)] = 1000
     # rows per InvokeEndpoint request (well under SageMaker's 6 MB payload limit)
     request_rows: Annotated[int, Field(ge=1, le=1000)] = 100
+    # requests in flight at once: 4 keeps one instance per variant busy without throttling the
+    # endpoint's 1,000 invocations/instance autoscaling target
+    concurrency: Annotated[int, Field(ge=1, le=32)] = 4
 
     @model_validator(mode="after")
     def _fargate_size(self) -> BatchJobConfig:

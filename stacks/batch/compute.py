@@ -141,6 +141,7 @@ class BatchCompute(Construct):
                 **environment,
                 "CHUNK_ROWS": str(job.chunk_rows),
                 "REQUEST_ROWS": str(job.request_rows),
+                "CONCURRENCY": str(job.concurrency),
                 "AWS_DEFAULT_REGION": cdk.Stack.of(self).region,
             },
             job_role=self.job_role,

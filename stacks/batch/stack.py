@@ -158,6 +158,7 @@ class BatchStack(cdk.Stack):
                 **job_environment,
                 "CHUNK_ROWS": str(settings.job.chunk_rows),
                 "REQUEST_ROWS": str(settings.job.request_rows),
+                "CONCURRENCY": str(settings.job.concurrency),
             },
         )
         self._grant_job(self.inline_function.role, config, data)

@@ -31,6 +31,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,9 @@ class JobSettings(BaseModel):
     ttl_days: int = Field(alias="PREDICTION_TTL_DAYS", gt=0)
     chunk_rows: int = Field(default=1000, alias="CHUNK_ROWS", gt=0)
     request_rows: int = Field(default=100, alias="REQUEST_ROWS", gt=0, le=1000)
+    # requests of a chunk in flight at once (each an endpoint call and its table writes): the
+    # job waits on the network, so this, not CPU, sets its pace
+    concurrency: int = Field(default=4, alias="CONCURRENCY", gt=0, le=32)
 
 
 @dataclass
@@ -190,34 +194,48 @@ class BatchJob:
     def _predict(
         self, rows: list[tuple[int, object]], identity: str, as_of: datetime, counts: Counts
     ) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
+        """Predict and store ``rows`` in requests of ``request_rows``, ``concurrency`` at a time.
+
+        Results keep the rows' order; a request that fails marks its rows failed, not the others.
+        """
         size = self.settings.request_rows
-        with self.table.batch_writer(overwrite_by_pkeys=["predictionId", "timestamp"]) as writer:
-            for start in range(0, len(rows), size):
-                request = rows[start : start + size]
-                try:
-                    records = invoke_and_record(
-                        self.runtime,
-                        writer,
-                        endpoint_name=self.settings.endpoint_name,
-                        rows=[row for _, row in request],
-                        prediction_ids=[str(uuid.uuid5(NAMESPACE, f"{identity}#{n}")) for n, _ in request],
-                        source="batch",
-                        at=as_of,
-                        ttl_days=self.settings.ttl_days,
-                    )
-                except (BotoCoreError, ClientError, ValueError) as err:
-                    # refused (ClientError), timed out or unreachable (BotoCoreError) after the
-                    # client's retries, or an answer that does not match the request (ValueError)
-                    counts.failed += len(request)
-                    counts.failures.append(f"rows {request[0][0]}-{request[-1][0]}: {err}")
-                    continue
-                counts.predicted += len(records)
-                results += [
-                    {"row": number, **record.model_dump(by_alias=True)}
-                    for (number, _), record in zip(request, records, strict=True)
-                ]
+        requests = [rows[start : start + size] for start in range(0, len(rows), size)]
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="request") as pool:
+            outcomes = list(pool.map(lambda request: self._request(request, identity, as_of), requests))
+        results: list[dict[str, Any]] = []
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, str):
+                counts.failed += len(request)
+                counts.failures.append(f"rows {request[0][0]}-{request[-1][0]}: {outcome}")
+                continue
+            counts.predicted += len(outcome)
+            results += outcome
         return results
+
+    def _request(
+        self, request: list[tuple[int, object]], identity: str, as_of: datetime
+    ) -> list[dict[str, Any]] | str:
+        """One endpoint call and its writes (its own batch writer); the reason as text if it failed."""
+        try:
+            with self.table.batch_writer(overwrite_by_pkeys=["predictionId", "timestamp"]) as writer:
+                records = invoke_and_record(
+                    self.runtime,
+                    writer,
+                    endpoint_name=self.settings.endpoint_name,
+                    rows=[row for _, row in request],
+                    prediction_ids=[str(uuid.uuid5(NAMESPACE, f"{identity}#{n}")) for n, _ in request],
+                    source="batch",
+                    at=as_of,
+                    ttl_days=self.settings.ttl_days,
+                )
+        except (BotoCoreError, ClientError, ValueError) as err:
+            # refused (ClientError), timed out or unreachable (BotoCoreError) after the client's
+            # retries, or an answer that does not match the request (ValueError)
+            return str(err)
+        return [
+            {"row": number, **record.model_dump(by_alias=True)}
+            for (number, _), record in zip(request, records, strict=True)
+        ]
 
     def _write_part(self, bucket: str, key: str, results: list[dict[str, Any]]) -> None:
         self._put_json(bucket, key, results, lines=True)
