@@ -12,30 +12,43 @@ import sys
 import pytest
 
 from shared.infra.python_function import ROOT, locked_requirements, python_files
+from stacks.batch.compute import JOB_MODULE, JOB_SOURCES
+from stacks.batch.stack import HANDLERS as BATCH_HANDLERS
+from stacks.batch.stack import RUNTIME_SOURCES as BATCH_SOURCES
 from stacks.inference.stack import HANDLERS, RUNTIME_SOURCES
+
+# (what is packaged, the entry point it must import): every function asset and the job image
+PACKAGES = {
+    **{name: (RUNTIME_SOURCES, handler) for name, handler in HANDLERS.items()},
+    **{name: (BATCH_SOURCES, handler) for name, handler in BATCH_HANDLERS.items()},
+    "batch-job-image": (JOB_SOURCES, f"{JOB_MODULE}.main"),
+}
 
 REQUEST_SCHEMA = ROOT / "stacks" / "inference" / "request-schema.json"
 
 
-def test_the_asset_holds_every_handler_and_no_infrastructure_code():
-    files = python_files(RUNTIME_SOURCES)
-    for handler in HANDLERS.values():
-        module = handler.rsplit(".", 1)[0]
-        assert module.replace(".", "/") + ".py" in files
+@pytest.mark.parametrize("sources", [RUNTIME_SOURCES, BATCH_SOURCES, JOB_SOURCES])
+def test_the_asset_holds_every_handler_and_no_infrastructure_code(sources):
+    files = python_files(sources)
+    for packaged, handler in PACKAGES.values():
+        if packaged is sources:
+            module = handler.rsplit(".", 1)[0]
+            assert module.replace(".", "/") + ".py" in files
     assert not [f for f in files if f.startswith("shared/infra/")]
     cdk_import = re.compile(r"^\s*(import|from)\s+(aws_cdk|constructs|cdk_nag)\b", re.MULTILINE)
     importing_cdk = [f for f in files if cdk_import.search((ROOT / f).read_text())]
     assert importing_cdk == []
 
 
-@pytest.mark.parametrize("name", sorted(HANDLERS))
+@pytest.mark.parametrize("name", sorted(PACKAGES))
 def test_each_handler_imports_from_the_asset_alone(name, tmp_path):
     """Copy the asset's files, hide the repository and CDK, import the handler as Lambda would."""
-    for relative in python_files(RUNTIME_SOURCES):
+    sources, handler = PACKAGES[name]
+    for relative in python_files(sources):
         target = tmp_path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, target)
-    module, attribute = HANDLERS[name].rsplit(".", 1)
+    module, attribute = handler.rsplit(".", 1)
     script = f"""
 import sys
 from pathlib import Path
