@@ -43,10 +43,10 @@ _NAMED = {
     sagemaker_models.FakeEndpoint: "EndpointName",
 }
 
-Transform = Callable[[dict[str, Any]], dict[str, Any]]
+Transform = Callable[[dict[str, Any], str], dict[str, Any]]  # (properties, account id) -> fixed
 
 
-def kms_key(properties: dict[str, Any]) -> dict[str, Any]:
+def kms_key(properties: dict[str, Any], _account_id: str = "") -> dict[str, Any]:
     fixed = dict(properties)
     fixed["Tags"] = [
         {"TagKey": tag["Key"], "TagValue": tag["Value"]} if "Key" in tag else tag
@@ -57,11 +57,15 @@ def kms_key(properties: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def ssm_parameter(properties: dict[str, Any]) -> dict[str, Any]:
+def ssm_parameter(properties: dict[str, Any], _account_id: str = "") -> dict[str, Any]:
     fixed = dict(properties)
     if isinstance(fixed.get("Tags"), dict):
         fixed["Tags"] = [{"Key": key, "Value": value} for key, value in fixed["Tags"].items()]
     return fixed
+
+
+def _unchanged(properties: dict[str, Any], _account_id: str) -> dict[str, Any]:
+    return dict(properties)
 
 
 def batch_service_linked_role(account_id: str) -> str:
@@ -73,29 +77,10 @@ def batch_service_linked_role(account_id: str) -> str:
     return str(iam.create_service_linked_role(BATCH_SERVICE, "AWS Batch service-linked role", "").arn)
 
 
-def _batch_compute_environment() -> None:
-    model: Any = batch_models.ComputeEnvironment
-    if getattr(model, "_mlpipe_fixed", False):
-        return
-    original = model.create_from_cloudformation_json.__func__
-
-    def create(
-        cls: Any,
-        /,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Any:
-        properties = dict(cloudformation_json.get("Properties", {}))
-        properties.setdefault("ServiceRole", batch_service_linked_role(account_id))
-        resource_name = properties.get("ComputeEnvironmentName", resource_name)
-        fixed = {**cloudformation_json, "Properties": properties}
-        return original(cls, resource_name, fixed, account_id, region_name, **kwargs)
-
-    model.create_from_cloudformation_json = classmethod(create)
-    model._mlpipe_fixed = True
+def batch_compute_environment(properties: dict[str, Any], account_id: str) -> dict[str, Any]:
+    fixed = dict(properties)
+    fixed.setdefault("ServiceRole", batch_service_linked_role(account_id))
+    return fixed
 
 
 def _wrap(model: Any, transform: Transform, name_property: str | None = None) -> None:
@@ -112,7 +97,7 @@ def _wrap(model: Any, transform: Transform, name_property: str | None = None) ->
         region_name: str,
         **kwargs: Any,
     ) -> Any:
-        properties = transform(cloudformation_json.get("Properties", {}))
+        properties = transform(cloudformation_json.get("Properties", {}), account_id)
         fixed = {**cloudformation_json, "Properties": properties}
         if name_property is not None and isinstance(properties.get(name_property), str):
             resource_name = properties[name_property]
@@ -126,6 +111,6 @@ def install() -> tuple[str, ...]:
     _wrap(kms_models.Key, kms_key)
     _wrap(ssm_models.Parameter, ssm_parameter)
     for model, name_property in _NAMED.items():
-        _wrap(model, dict, name_property)
-    _batch_compute_environment()
+        _wrap(model, _unchanged, name_property)
+    _wrap(batch_models.ComputeEnvironment, batch_compute_environment, "ComputeEnvironmentName")
     return GAPS

@@ -18,11 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -33,7 +31,7 @@ from shared.infra.queues import dead_letter_queue
 from shared.outputs import BatchOutputs
 from stacks.batch.compute import JOB_SOURCES, BatchCompute
 from stacks.batch.workflow import BatchWorkflow
-from stacks.data.predictions_table import BY_MODEL_VERSION_INDEX
+from stacks.data.references import data_references
 from stacks.data.stack import DataStack
 from stacks.inference.stack import InferenceStack
 from stacks.network.stack import NetworkStack
@@ -67,22 +65,9 @@ class BatchStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         settings = config.batch
         # the data layer's resources by their configured names (literal ARNs in every grant)
-        self.model_bucket = s3.Bucket.from_bucket_attributes(
-            self, "ModelBucket", bucket_name=config.bucket_name("models"), encryption_key=data.data_key
-        )
-        self.data_bucket = s3.Bucket.from_bucket_attributes(
-            self, "DataBucket", bucket_name=config.bucket_name("data"), encryption_key=data.data_key
-        )
-        self.results_bucket = s3.Bucket.from_bucket_attributes(
-            self, "ResultsBucket", bucket_name=config.bucket_name("results"), encryption_key=data.data_key
-        )
-        self.predictions_table = dynamodb.Table.from_table_attributes(
-            self,
-            "PredictionsTable",
-            table_name=config.resource_name("predictions"),
-            encryption_key=data.data_key,
-            global_indexes=[BY_MODEL_VERSION_INDEX],
-        )
+        refs = data_references(self, config=config, data_key=data.data_key)
+        self.model_bucket, self.data_bucket = refs.model_bucket, refs.data_bucket
+        self.results_bucket, self.predictions_table = refs.results_bucket, refs.predictions_table
         self.endpoint_arn = inference.endpoint.endpoint_arn
         output_uri = f"s3://{self.results_bucket.bucket_name}/{settings.output_prefix}"
         runs_uri = f"s3://{self.results_bucket.bucket_name}/{settings.runs_prefix}"

@@ -92,20 +92,27 @@ class BatchWorkflow(Construct):
                 )
             )
 
+        def notify(construct_id: str, subject: str, message: dict[str, object]) -> tasks.SnsPublish:
+            """An SNS notice naming the execution; its result is discarded (the state passes through)."""
+            return tasks.SnsPublish(
+                self,
+                construct_id,
+                topic=topic,
+                subject=f"ml-pipeline {env}: {subject}",
+                message=sfn.TaskInput.from_object(
+                    {"execution": sfn.JsonPath.string_at(EXECUTION), **message}
+                ),
+                result_path=sfn.JsonPath.DISCARD,
+            )
+
         # ----- failure paths -----
-        run_failed = tasks.SnsPublish(
-            self,
+        run_failed = notify(
             "NotifyRunFailed",
-            topic=topic,
-            subject=f"ml-pipeline {env}: batch run FAILED",
-            message=sfn.TaskInput.from_object(
-                {
-                    "execution": sfn.JsonPath.string_at(EXECUTION),
-                    "error": sfn.JsonPath.string_at("$.error.Error"),
-                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            "batch run FAILED",
+            {
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+            },
         ).next(
             sfn.Fail(
                 self,
@@ -202,21 +209,15 @@ class BatchWorkflow(Construct):
             ),
             output_path="$.Payload",
         )
-        notify_finished = tasks.SnsPublish(
-            self,
+        notify_finished = notify(
             "NotifyFinished",
-            topic=topic,
-            subject=f"ml-pipeline {env}: batch run finished",
-            message=sfn.TaskInput.from_object(
-                {
-                    "execution": sfn.JsonPath.string_at(EXECUTION),
-                    "bucket": sfn.JsonPath.string_at("$.bucket"),
-                    "prefix": sfn.JsonPath.string_at("$.prefix"),
-                    "inputs": sfn.JsonPath.number_at("$.count"),
-                    "truncated": sfn.JsonPath.string_at("$.truncated"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            "batch run finished",
+            {
+                "bucket": sfn.JsonPath.string_at("$.bucket"),
+                "prefix": sfn.JsonPath.string_at("$.prefix"),
+                "inputs": sfn.JsonPath.number_at("$.count"),
+                "truncated": sfn.JsonPath.string_at("$.truncated"),
+            },
         )
         finish = sfn.Parallel(
             self,
@@ -229,18 +230,10 @@ class BatchWorkflow(Construct):
         finish.branch(notify_finished)
         catch(finish)
 
-        inputs_failed = tasks.SnsPublish(
-            self,
+        inputs_failed = notify(
             "NotifyInputsFailed",
-            topic=topic,
-            subject=f"ml-pipeline {env}: batch run FAILED (inputs failed)",
-            message=sfn.TaskInput.from_object(
-                {
-                    "execution": sfn.JsonPath.string_at(EXECUTION),
-                    "report": sfn.JsonPath.object_at("$.finish.report"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            "batch run FAILED (inputs failed)",
+            {"report": sfn.JsonPath.object_at("$.finish.report")},
         ).next(
             sfn.Fail(
                 self, "InputsFailed", error="BatchInputsFailed", cause="Inputs failed; see the run manifest"

@@ -17,11 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -30,7 +28,7 @@ from shared.infra.acknowledge import acknowledge
 from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code
 from shared.infra.queues import dead_letter_queue
 from shared.outputs import InferenceOutputs
-from stacks.data.predictions_table import BY_MODEL_VERSION_INDEX
+from stacks.data.references import data_references
 from stacks.data.stack import DataStack
 from stacks.inference.api import PredictionApi
 from stacks.inference.endpoint import ModelEndpoint
@@ -73,19 +71,9 @@ class InferenceStack(cdk.Stack):
         inference = config.inference
         # Grants name the data layer's resources by their configured names (literal ARNs), so each
         # wildcard below is visible, and acknowledged, as what it is
-        self.model_bucket = s3.Bucket.from_bucket_attributes(
-            self, "ModelBucket", bucket_name=config.bucket_name("models"), encryption_key=data.data_key
-        )
-        self.data_bucket = s3.Bucket.from_bucket_attributes(
-            self, "DataBucket", bucket_name=config.bucket_name("data"), encryption_key=data.data_key
-        )
-        self.predictions_table = dynamodb.Table.from_table_attributes(
-            self,
-            "PredictionsTable",
-            table_name=config.resource_name("predictions"),
-            encryption_key=data.data_key,
-            global_indexes=[BY_MODEL_VERSION_INDEX],
-        )
+        refs = data_references(self, config=config, data_key=data.data_key)
+        self.model_bucket, self.data_bucket = refs.model_bucket, refs.data_bucket
+        self.predictions_table = refs.predictions_table
         # Alarms of this layer (the variants' rollback alarms) notify here; subscribe the on-call
         # channel. Encrypted with the ops key, whose policy admits CloudWatch.
         self.alarm_topic = sns.Topic(

@@ -10,7 +10,8 @@ import pytest
 
 from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
-from stacks.batch.runtime.handlers import list_inputs, predict_inline, report
+from stacks.batch.runtime import clients
+from stacks.batch.runtime.handlers import predict_inline
 from stacks.batch.runtime.job.job import BatchJob, JobSettings
 from tests.unit.conftest import BUCKET, ENDPOINT, PATH, TABLE, ModelRuntime
 
@@ -87,8 +88,8 @@ def runtime(job_stage) -> ModelRuntime:
 @pytest.fixture
 def fresh_clients() -> Iterator[None]:
     """Each test builds the functions' per-environment clients anew, inside its own moto account."""
-    for cached in (list_inputs.s3_client, report.s3_client, predict_inline.current):
+    for cached in (clients.s3_client, predict_inline.current):
         cached.cache_clear()
     yield
-    for cached in (list_inputs.s3_client, report.s3_client, predict_inline.current):
+    for cached in (clients.s3_client, predict_inline.current):
         cached.cache_clear()

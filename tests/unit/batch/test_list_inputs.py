@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from stacks.batch.runtime import clients
 from stacks.batch.runtime.errors import ConfigurationError, InvalidRunInputError
 from stacks.batch.runtime.events import RunInput
 from stacks.batch.runtime.handlers import list_inputs
@@ -213,7 +214,7 @@ def test_s3_throttling_is_retried_by_the_client(aws, job_stage, environment, lam
         throttled.append(request.url)
         return AWSResponse(request.url, 503, HTTPHeaders(), Raw())
 
-    list_inputs.s3_client().meta.events.register_first("before-send.s3.ListObjectsV2", slow_down)
+    clients.s3_client().meta.events.register_first("before-send.s3.ListObjectsV2", slow_down)
     result = handler({"bucket": DATA, "prefix": "in/"}, lambda_context)
     assert len(throttled) == 1
     assert [i["key"] for i in result["inputs"]] == ["in/day.csv"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import boto3
+from moto import mock_aws
+
 from local.emulator import cfn_properties
 
 TEMPLATE = {
@@ -42,7 +45,7 @@ TEMPLATE = {
 
 def test_cdk_shaped_keys_and_parameters_are_created(aws):
     assert cfn_properties.install() == cfn_properties.GAPS
-    assert len(cfn_properties.GAPS) == 3
+    assert len(cfn_properties.GAPS) == 4
     cfn = aws.client("cloudformation")
     cfn.create_stack(StackName="keys", TemplateBody=json.dumps(TEMPLATE))
     stack = cfn.describe_stacks(StackName="keys")["Stacks"][0]
@@ -107,3 +110,18 @@ def test_sagemaker_resources_get_the_names_the_template_gives(aws):
     config = sagemaker.describe_endpoint_config(EndpointConfigName="endpoint-config-abc")
     assert config["ProductionVariants"][0]["ModelName"] == "endpoint-v1-abc"
     assert sagemaker.describe_model(ModelName="endpoint-v1-abc")["ModelName"] == "endpoint-v1-abc"
+
+
+def test_a_compute_environment_without_a_service_role_gets_batchs_service_linked_role():
+    with mock_aws():
+        fixed = cfn_properties.batch_compute_environment({"Type": "MANAGED"}, "123456789012")
+        role_name = fixed["ServiceRole"].rsplit("/", 1)[-1]
+        role = boto3.client("iam").get_role(RoleName=role_name)["Role"]
+        assert role["Path"] == "/aws-service-role/batch.amazonaws.com/"
+        # created once: a second environment reuses it
+        again = cfn_properties.batch_compute_environment({}, "123456789012")
+        assert again == {"ServiceRole": fixed["ServiceRole"]}
+        # a role the template names is kept
+        assert cfn_properties.batch_compute_environment({"ServiceRole": "arn:x"}, "123456789012") == {
+            "ServiceRole": "arn:x"
+        }

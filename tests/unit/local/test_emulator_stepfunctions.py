@@ -1,4 +1,7 @@
-"""moto's Step Functions interpreter with the emulator's Lambda and Batch tasks (local.emulator.stepfunctions)."""
+"""moto's Step Functions interpreter with the emulator's Lambda and Batch tasks.
+
+(local.emulator.stepfunctions)
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,12 @@ def account() -> Iterator[dict[str, Any]]:
             computeEnvironmentName="fargate",
             type="MANAGED",
             state="ENABLED",
-            computeResources={"type": "FARGATE", "maxvCpus": 4, "subnets": [subnet], "securityGroupIds": [group]},
+            computeResources={
+                "type": "FARGATE",
+                "maxvCpus": 4,
+                "subnets": [subnet],
+                "securityGroupIds": [group],
+            },
             serviceRole=cfn_properties.batch_service_linked_role("123456789012"),
         )["computeEnvironmentArn"]
         queue = batch.create_job_queue(
@@ -62,12 +70,12 @@ def account() -> Iterator[dict[str, Any]]:
     emulator.detach()
 
 
-def run(account: dict[str, Any], definition: dict[str, Any], execution_input: dict[str, Any]) -> dict[str, Any]:
+def run(account: dict[str, Any], definition: dict[str, Any], run_input: dict[str, Any]) -> dict[str, Any]:
     sfn = account["session"].client("stepfunctions")
     machine = sfn.create_state_machine(
         name=f"m{time.monotonic_ns()}", definition=json.dumps(definition), roleArn=account["role"]
     )["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, name="run", input=json.dumps(execution_input))[
+    execution = sfn.start_execution(stateMachineArn=machine, name="run", input=json.dumps(run_input))[
         "executionArn"
     ]
     deadline = time.monotonic() + 30
@@ -91,10 +99,16 @@ def batch_definition(account: dict[str, Any]) -> dict[str, Any]:
                     "Parameters": {"input.$": "$.uri"},
                 },
                 "ResultSelector": {"jobId.$": "$.JobId", "status.$": "$.Status"},
-                "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "JobFailed"}],
+                "Catch": [
+                    {"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "JobFailed"}
+                ],
                 "End": True,
             },
-            "JobFailed": {"Type": "Pass", "Parameters": {"failed": True, "error.$": "$.error.Error"}, "End": True},
+            "JobFailed": {
+                "Type": "Pass",
+                "Parameters": {"failed": True, "error.$": "$.error.Error"},
+                "End": True,
+            },
         },
     }
 
@@ -156,7 +170,9 @@ def test_lambda_tasks_call_the_attached_function_and_its_errors_keep_their_class
             "Broken": invoke(
                 "broken",
                 {
-                    "Catch": [{"ErrorEquals": ["InputBrokenError"], "ResultPath": "$.error", "Next": "Caught"}],
+                    "Catch": [
+                        {"ErrorEquals": ["InputBrokenError"], "ResultPath": "$.error", "Next": "Caught"}
+                    ],
                     "End": True,
                 },
             ),

@@ -54,15 +54,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Final
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from stacks.batch.runtime.clients import RETRIES
+from stacks.batch.runtime.clients import s3_client
 from stacks.batch.runtime.errors import InvalidRunInputError, ManifestInvalidError
 from stacks.batch.runtime.events import RUN_INPUT_SHAPE, InputItem, RunInput, parse_event, parse_settings
 from stacks.batch.runtime.layout import S3Location, input_format, is_output, outputs_for
@@ -160,12 +158,6 @@ def list_inputs(
             listing.inputs.append(item)
             used += size
     return listing
-
-
-@cache
-def s3_client() -> Any:
-    """The S3 client of this execution environment (created once, at the first invocation)."""
-    return boto3.session.Session().client("s3", config=RETRIES)
 
 
 @logger.inject_lambda_context

@@ -65,17 +65,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.predictions import timestamp
-from stacks.batch.runtime.clients import RETRIES
+from stacks.batch.runtime.clients import s3_client
 from stacks.batch.runtime.errors import (
     InvalidReportInputError,
     ManifestInvalidError,
@@ -206,12 +204,6 @@ def report_run(s3: Any, request: ReportInput, settings: ReportSettings, now: dat
     else:
         logger.info("run reported", extra=output)
     return output
-
-
-@cache
-def s3_client() -> Any:
-    """The S3 client of this execution environment (created once, at the first invocation)."""
-    return boto3.session.Session().client("s3", config=RETRIES)
 
 
 @logger.inject_lambda_context
