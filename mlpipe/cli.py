@@ -29,11 +29,12 @@ from pydantic import BaseModel
 
 from mlpipe import ab
 from mlpipe.artifact import read_artifact
+from mlpipe.batch import run_batch
 from mlpipe.cache import stage_cache_flusher
-from mlpipe.errors import FAILURE_EXIT, MissingStageError, MlpipeError
+from mlpipe.errors import FAILURE_EXIT, BatchRunError, MissingStageError, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import endpoint_outputs, registry_location
+from mlpipe.stage import batch_outputs, endpoint_outputs, registry_location
 from mlpipe.state import CHALLENGER, VARIANTS, DesiredState, VerifiedState, parse_weights
 from shared.outputs import InferenceOutputs
 
@@ -83,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="desired vs verified state and the last request")
     commands.add_parser("unlock", help="release a deploy lock left by a deployment that died")
     commands.add_parser("finish", help="verify and record a deployment that is still in progress")
+    batch = groups.add_parser("batch", help="batch runs of the batch layer's state machine")
+    batch_commands = batch.add_subparsers(dest="command", required=True)
+    batch_run = batch_commands.add_parser(
+        "run", help="upload a CSV/JSON Lines file under the input prefix, run it, wait, print the manifest"
+    )
+    batch_run.add_argument("path", type=Path, help="the input file (.csv with a header, or .jsonl)")
+    batch_run.add_argument("--key", help="its name under the input prefix (default: the file's name)")
+    batch_run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
     ab = groups.add_parser("ab", help="A/B evaluation of the variants")
     ab_commands = ab.add_subparsers(dest="command", required=True)
     report = ab_commands.add_parser(
@@ -101,6 +110,25 @@ def _duration(text: str) -> timedelta:
     if unit not in units or not number.isdigit() or int(number) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a window like 24h, 90m or 7d")
     return timedelta(**{units[unit]: int(number)})
+
+
+def _batch_run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
+    if not args.path.is_file():
+        raise BatchRunError(f"{args.path} is not a file")
+    outputs = batch_outputs(session.client("cloudformation"), args.stage)
+    result = run_batch(session, outputs, args.path, key=args.key, timeout=args.timeout)
+    totals = result["manifest"].get("totals")
+    summary = (
+        f"{totals['inputs']} input(s): read {totals['read']}, predicted {totals['predicted']}, "
+        f"rejected {totals['rejected']}, failed {totals['failed']}"
+        if totals
+        else "nothing to do (the input was processed before)"
+    )
+    text = f"{result['status']} in {result['seconds']} s: {summary}\n  execution {result['execution']}"
+    if result["status"] != "SUCCEEDED":
+        reasons = "; ".join(f"{f.get('error')}: {str(f.get('cause'))[:200]}" for f in result["failures"])
+        raise BatchRunError(f"batch run {result['status']}: {reasons}\n  execution {result['execution']}")
+    return text, result
 
 
 def _ab_report(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
@@ -259,8 +287,9 @@ def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[
 
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
-    if args.group == "ab":
-        return _ab_report(args, session)
+    group_command = {"ab": _ab_report, "batch": _batch_run}.get(args.group)
+    if group_command is not None:
+        return group_command(args, session)
     location = registry_location(session.client("cloudformation"), args.stage)
     registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
     if args.command in {"deploy", "weights", "promote", "rollback", "status", "unlock", "finish"}:

@@ -30,3 +30,7 @@ class InvalidArtifactError(UsageError):
 
 class ConflictError(UsageError):
     """The request contradicts what is recorded (e.g. re-registering a version with another artifact)."""
+
+
+class BatchRunError(MlpipeError):
+    """A batch run that did not succeed (its errors and the execution are in the message)."""

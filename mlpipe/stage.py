@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from mlpipe.errors import MissingStageError
 from shared.config import ENVIRONMENTS
 from shared.model_parameters import ModelParameterNames
-from shared.outputs import DataOutputs, InferenceOutputs
+from shared.outputs import BatchOutputs, DataOutputs, InferenceOutputs
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,16 @@ def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
         raise MissingStageError(f"stack {stack_name} has no output {', '.join(missing)}; is it up to date?")
     optional = (InferenceOutputs.REST_API_ID, InferenceOutputs.API_STAGE_NAME)
     return {key: outputs[key] for key in (*keys, *optional) if key in outputs}
+
+
+def batch_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
+    """The batch stack's outputs (``ml-pipeline-batch-{stage}``): what a batch run needs."""
+    if stage not in ENVIRONMENTS:
+        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
+    stack_name = ENVIRONMENTS[stage].stack_name("batch")
+    outputs = stack_outputs(cloudformation, stack_name)
+    keys = (BatchOutputs.STATE_MACHINE_ARN, BatchOutputs.INPUT_BUCKET_NAME, BatchOutputs.INPUT_PREFIX)
+    missing = [key for key in keys if key not in outputs]
+    if missing:
+        raise MissingStageError(f"stack {stack_name} has no output {', '.join(missing)}; is it up to date?")
+    return outputs

@@ -18,12 +18,16 @@ from local.events import (
     event_status,
     matches,
 )
+from shared.config import get_config
 from tests.unit.conftest import IMAGE, ROLE
 from tools.deploy_plan import deployment_plan
 from tools.synth import synthesize
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 INFERENCE = "ml-pipeline-inference-local"
+BATCH = "ml-pipeline-batch-local"
+SCHEDULE_RULE = "ml-pipeline-batch-schedule-local-us-east-1"
+INPUT_RULE = "ml-pipeline-batch-input-created-local-us-east-1"
 DESIRED_RULE = "ml-pipeline-desired-state-changed-local-us-east-1"
 ENDPOINT_RULE = "ml-pipeline-endpoint-state-changed-local-us-east-1"
 ACTIVE = "/ml-pipeline/local/models/active-version"
@@ -177,9 +181,23 @@ def ssm_pattern(*names: str, operations=("Create", "Update", "Delete")) -> dict:
 # --- event_rules --------------------------------------------------------------------------------
 
 
+def test_the_batch_rules_are_read_from_the_synthesized_template(templates):
+    rules = {r.name: r for r in event_rules(templates) if r.stack_name == BATCH}
+    assert set(rules) == {SCHEDULE_RULE, INPUT_RULE}
+    schedule, created = rules[SCHEDULE_RULE], rules[INPUT_RULE]
+    assert schedule.schedule_expression == get_config("local").batch.schedule
+    assert schedule.event_pattern is None
+    assert created.event_pattern["source"] == ["aws.s3"]
+    assert created.event_pattern["detail-type"] == ["Object Created"]
+    assert created.event_pattern["detail"]["object"] == {
+        "key": [{"prefix": get_config("local").batch.input_prefix}]
+    }
+
+
 def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
     rules = {r.name: r for r in event_rules(templates)}
-    assert {r.stack_name for r in rules.values()} == {INFERENCE}
+    assert {r.stack_name for r in rules.values()} == {INFERENCE, BATCH}
+    rules = {name: rule for name, rule in rules.items() if rule.stack_name == INFERENCE}
     assert set(rules) == {DESIRED_RULE, ENDPOINT_RULE}
     desired, endpoint = rules[DESIRED_RULE], rules[ENDPOINT_RULE]
     assert desired.enabled
@@ -713,7 +731,14 @@ def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatche
         f"rule {ENDPOINT_RULE}: aws.sagemaker SageMaker Endpoint State Change of {ENDPOINT} (polled)"
     )
     assert lines[3].startswith(target)
-    assert len(lines) == 4
+    # the batch layer's rules: listed with why they are not driven (runs start with mlpipe batch run)
+    assert lines[4].startswith(
+        f"rule {SCHEDULE_RULE}: schedule {get_config('local').batch.schedule}: not driven"
+    )
+    assert lines[6].startswith(f"rule {INPUT_RULE}: ")
+    assert "not emitted locally" in lines[6]
+    assert all("not invoked" in line for line in (lines[5], lines[7]))
+    assert len(lines) == 8
 
 
 def fake_ssm():
