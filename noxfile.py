@@ -120,12 +120,22 @@ def train(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Record synth time per environment and the warm default test run time (reports/bench)."""
-    install(session, "infra", "runtime")
+    """The benchmark of issue 6, measured in one run on this machine (reports/bench).
+
+    Synth time per environment and the Lambda package sizes (``synth.json``), the handlers' cold
+    init and warm overhead (``handlers.json``), then the local stage under paced load
+    (``pipeline.json``, ``.md``, ``.png``: model-only floor, end to end at the 10x peak rate, the
+    knee, the stream path, and a py-spy profile of the stage), and last the warm default test run
+    (``nox -R``; skipped with ``BENCH_SKIP_TESTS=1``). ``-- ARGS`` go to ``tools.bench_pipeline``
+    (``--steps 25,50,100``, ``--step-seconds``, ``--gc-freeze``, ...).
+    """
+    install(session, "infra", "runtime", "model", "local", "report", "profile")
     out = REPORTS / "bench"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "tools.bench_synth", str(out / "synth.json"), env=QUIET_NODE)
     session.run("python", "-m", "tools.bench_handlers", str(out / "handlers.json"))
+    pipeline = ["python", "-m", "tools.bench_pipeline", str(out / "pipeline.json"), "--profile"]
+    session.run(*pipeline, *session.posargs, env=QUIET_NODE)
     nox_bin = shutil.which("nox")
     if nox_bin is None or os.environ.get("BENCH_SKIP_TESTS"):
         session.log("default test run not timed (nox not on PATH or BENCH_SKIP_TESTS set)")

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import heapq
+import itertools
 import json
 import logging
 import re
@@ -531,6 +533,10 @@ class LocalRestApi:
         self._routes = self._compile(spec.methods)
         self._lock = threading.Lock()
         self._cache: dict[tuple[Any, ...], tuple[float, GatewayResponse]] = {}
+        # (expiry, order, key) of every store: expired entries are dropped from the front in
+        # O(log n) each, instead of scanning the whole cache on every store
+        self._expiries: list[tuple[float, int, tuple[Any, ...]]] = []
+        self._order = itertools.count()
         self._hits = self._misses = self._flushes = 0
 
     # -- the stage cache --
@@ -543,6 +549,7 @@ class LocalRestApi:
             return
         with self._lock:
             self._cache.clear()
+            self._expiries.clear()
             self._flushes += 1
 
     def cache_stats(self) -> CacheStats:
@@ -561,9 +568,13 @@ class LocalRestApi:
     def _store(self, key: tuple[Any, ...], ttl_seconds: int, response: GatewayResponse) -> None:
         with self._lock:
             now = self._clock()
-            for expired in [k for k, (until, _) in self._cache.items() if until <= now]:
-                del self._cache[expired]
+            while self._expiries and self._expiries[0][0] <= now:
+                until, _, expired = heapq.heappop(self._expiries)
+                entry = self._cache.get(expired)
+                if entry is not None and entry[0] == until:  # not stored again since
+                    del self._cache[expired]
             self._cache[key] = (now + ttl_seconds, response)
+            heapq.heappush(self._expiries, (now + ttl_seconds, next(self._order), key))
 
     # -- serving --
 

@@ -12,14 +12,17 @@ import sys
 
 from moto import server as moto_server
 
-from local.emulator import apigateway, cfn_properties, dispatch, sagemaker, stepfunctions
+from local.emulator import apigateway, cfn_properties, dispatch, dynamodb, sagemaker, stepfunctions
 
 
 def install_all() -> tuple[str, ...]:
     return (
         *sagemaker.install(),
-        *apigateway.install(), *cfn_properties.install(), *dispatch.install(),
+        *apigateway.install(),
+        *cfn_properties.install(),
         *stepfunctions.install(),
+        *dispatch.install(),
+        *dynamodb.install(),
     )
 
 

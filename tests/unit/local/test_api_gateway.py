@@ -429,6 +429,24 @@ def test_an_entry_expires_after_the_ttl(client, recorder, valid_body, clock):
     assert recorder.count() == 2
 
 
+def test_expired_entries_are_dropped_when_a_new_answer_is_stored(
+    client, recorder, valid_body, gateway, clock
+):
+    other_body = json.dumps({"instances": [json.loads(valid_body)["features"]]})
+    post(client, "/predict", valid_body)
+    clock.now += API.cache_ttl_seconds / 2
+    post(client, "/predict", valid_body, variant="ModelB")
+    assert gateway.cache_stats().entries == 2
+    clock.now += API.cache_ttl_seconds / 2
+    post(client, "/predict", other_body)  # the first entry has expired, the second has not
+    assert gateway.cache_stats().entries == 2
+    assert post(client, "/predict", valid_body, variant="ModelB").headers[CACHE_HEADER] == "hit"
+    assert post(client, "/predict", valid_body).headers[CACHE_HEADER] == "miss"
+    clock.now += API.cache_ttl_seconds
+    post(client, "/predict", valid_body, variant="ModelA")
+    assert gateway.cache_stats().entries == 1
+
+
 def test_a_flush_of_this_stage_empties_the_cache(client, recorder, valid_body, gateway):
     post(client, "/predict", valid_body)
     gateway.flush("another-api", STAGE)

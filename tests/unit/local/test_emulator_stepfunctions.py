@@ -115,7 +115,12 @@ def batch_definition(account: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_batch_job_runs_the_definitions_command_and_sync_returns_step_functions_casing(account):
     calls: list[tuple[list[str], dict[str, str]]] = []
-    emulator.attach(functions={}, job_runner=lambda command, env: calls.append((command, env)) or 0)
+
+    def job_runner(command: list[str], environment: dict[str, str]) -> int:
+        calls.append((command, environment))
+        return 0
+
+    emulator.attach(functions={}, job_runner=job_runner)
     result = run(account, batch_definition(account), {"uri": "s3://data/batch/input/day.csv"})
     assert result["status"] == "SUCCEEDED", result
     output = json.loads(result["output"])

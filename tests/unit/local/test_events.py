@@ -187,11 +187,11 @@ def test_the_batch_rules_are_read_from_the_synthesized_template(templates):
     schedule, created = rules[SCHEDULE_RULE], rules[INPUT_RULE]
     assert schedule.schedule_expression == get_config("local").batch.schedule
     assert schedule.event_pattern is None
-    assert created.event_pattern["source"] == ["aws.s3"]
-    assert created.event_pattern["detail-type"] == ["Object Created"]
-    assert created.event_pattern["detail"]["object"] == {
-        "key": [{"prefix": get_config("local").batch.input_prefix}]
-    }
+    pattern = created.event_pattern
+    assert pattern is not None
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"] == {"key": [{"prefix": get_config("local").batch.input_prefix}]}
 
 
 def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
