@@ -127,7 +127,8 @@ def bench(session: nox.Session) -> None:
     (``pipeline.json``, ``.md``, ``.png``: model-only floor, end to end at the 10x peak rate, the
     knee, the stream path, and a py-spy profile of the stage), and last the warm default test run
     (``nox -R``; skipped with ``BENCH_SKIP_TESTS=1``). ``-- ARGS`` go to ``tools.bench_pipeline``
-    (``--steps 25,50,100``, ``--step-seconds``, ``--gc-freeze``, ...).
+    (``--steps 25,50,100``, ``--step-seconds``, ``--no-gc-freeze``, ...). Then the batch figure:
+    a 100,000-row file through the batch run (``batch.json``, ``.md``).
     """
     install(session, "infra", "runtime", "model", "local", "report", "profile")
     out = REPORTS / "bench"
@@ -136,6 +137,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "tools.bench_handlers", str(out / "handlers.json"))
     pipeline = ["python", "-m", "tools.bench_pipeline", str(out / "pipeline.json"), "--profile"]
     session.run(*pipeline, *session.posargs, env=QUIET_NODE)
+    session.run("python", "-m", "tools.bench_batch", str(out / "batch.json"), env=QUIET_NODE)
     nox_bin = shutil.which("nox")
     if nox_bin is None or os.environ.get("BENCH_SKIP_TESTS"):
         session.log("default test run not timed (nox not on PATH or BENCH_SKIP_TESTS set)")

@@ -28,6 +28,7 @@ through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, so every handler runs its produc
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -247,8 +248,9 @@ class StageInfo:
 
 
 class LocalStage:
-    def __init__(self, *, work: Path = WORK, log: Log | None = None) -> None:
+    def __init__(self, *, work: Path = WORK, log: Log | None = None, freeze_startup: bool = True) -> None:
         self.work = work
+        self.freeze_startup = freeze_startup
         self.work.mkdir(parents=True, exist_ok=True)
         self.log_file = self.work / "stage.log"
         self._log = log or (lambda line: print(line, flush=True))
@@ -313,6 +315,12 @@ class LocalStage:
             timings=timings,
         )
         (self.work / "stage.json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")
+        if self.freeze_startup:
+            # What start-up left alive (the synth's objects, moto's deployed state, botocore's
+            # models) stays alive: out of the collector's scans, a full collection under load
+            # pauses every thread for ~0.2 s instead of ~0.7 s (measured by nox -s bench)
+            gc.collect()
+            gc.freeze()
         return self.info
 
     def _start_emulated_account(self) -> tuple[tuple[str, ...], str]:

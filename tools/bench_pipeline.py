@@ -27,9 +27,9 @@ The stage runs in its own process (``serve-stage``: ``local.stage.LocalStage`` i
 working directory, as ``nox -s local`` runs it) and the generator (httpx, asyncio) in this one:
 they do not share a GIL, but they do share the machine's cores, and so does anything else running
 on it (the report gives each one's CPU). The stage process also records its garbage-collection
-pauses per step (a full collection stops every thread of it). ``--gc-freeze`` measures the stage
-with its start-up objects frozen out of the collector (``gc.freeze()``), the change proposed for
-``local.stage``; by default the stage runs exactly as ``nox -s local`` runs it.
+pauses per step (a full collection stops every thread of it). By default the stage runs exactly as
+``nox -s local`` runs it, start-up objects frozen out of the collector (``gc.freeze()``);
+``--no-gc-freeze`` measures it without that.
 """
 
 from __future__ import annotations
@@ -570,13 +570,11 @@ def gc_summary(pauses: Sequence[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
-def serve_stage(work: Path, info_file: Path, *, gc_freeze: bool = False) -> int:
+def serve_stage(work: Path, info_file: Path, *, gc_freeze: bool = True) -> int:
     """Start the local stage (working directory ``work``), write its info, serve until stdin closes.
 
-    SIGUSR1 writes the GC pauses since the last one to ``work/gc.json``. ``gc_freeze``: after the
-    start, move every object alive then (the synth's, moto's deployed state, the loaded models of
-    botocore) to the permanent generation, so collections stop scanning them: the change the
-    benchmark's report proposes for ``local.stage``, measured here without changing it.
+    SIGUSR1 writes the GC pauses since the last one to ``work/gc.json``. ``gc_freeze``: the stage's
+    own ``freeze_startup`` (start-up objects moved out of the collector's scans; on by default).
     """
     import gc  # noqa: PLC0415
     import warnings  # noqa: PLC0415
@@ -584,15 +582,12 @@ def serve_stage(work: Path, info_file: Path, *, gc_freeze: bool = False) -> int:
     from local.stage import LocalStage  # noqa: PLC0415 - only this subcommand needs the stage
 
     warnings.filterwarnings("ignore", module="moto")
-    stage = LocalStage(work=work, log=lambda _line: None)
+    stage = LocalStage(work=work, log=lambda _line: None, freeze_startup=gc_freeze)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     pauses = GcPauses(work / "gc.json")
     try:
         info = stage.start()
-        if gc_freeze:
-            gc.collect()
-            gc.freeze()
         gc.callbacks.append(pauses.callback)
         signal.signal(signal.SIGUSR1, pauses.dump)
         info_file.write_text(json.dumps({**asdict(info), "pid": os.getpid()}) + "\n")
@@ -613,7 +608,7 @@ def serve_stage(work: Path, info_file: Path, *, gc_freeze: bool = False) -> int:
 class StageProcess:
     """``serve-stage`` as a child process; its output (handler logs, EMF) goes to a file."""
 
-    def __init__(self, work: Path, *, gc_freeze: bool = False) -> None:
+    def __init__(self, work: Path, *, gc_freeze: bool = True) -> None:
         self.work = work
         self.gc_freeze = gc_freeze
         self.info_file = work / "bench-stage.json"
@@ -633,7 +628,7 @@ class StageProcess:
                     "serve-stage",
                     str(self.work),
                     str(self.info_file),
-                    *(["--gc-freeze"] if self.gc_freeze else []),
+                    *([] if self.gc_freeze else ["--no-gc-freeze"]),
                 ],
                 cwd=ROOT,
                 stdin=subprocess.PIPE,
@@ -1063,7 +1058,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve-stage"]:
-        return serve_stage(Path(argv[1]), Path(argv[2]), gc_freeze="--gc-freeze" in argv[3:])
+        return serve_stage(Path(argv[1]), Path(argv[2]), gc_freeze="--no-gc-freeze" not in argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("output", type=Path, help="JSON file; .md and .png are written beside it")
     parser.add_argument(
@@ -1081,9 +1076,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also profile the stage with py-spy")
     parser.add_argument("--profile-rps", type=float, default=100.0)
     parser.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="freeze the stage's start-up objects out of the garbage collector (the proposed change)",
+        "--no-gc-freeze",
+        dest="gc_freeze",
+        action="store_false",
+        help="run the stage without freezing its start-up objects out of the garbage collector",
     )
     args = parser.parse_args(argv)
     figures = measure(args)
