@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -144,3 +146,70 @@ def test_a_key_query_reads_the_partition_not_the_table(client, monkeypatch):
     assert client.query(**QUERIES[4])["Items"] == [{"id": {"S": "p03"}, "n": {"N": "3"}}]
     with pytest.raises(AssertionError, match="whole table"):
         client.query(**QUERIES[5])  # an index query still lists the table, as moto does
+
+
+# ----- TransactWriteItems -------------------------------------------------------------------------
+
+
+def put(id_: str, at: str, score: int, condition: str | None = None) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "TableName": "ranged",
+        "Item": {"id": {"S": id_}, "at": {"S": at}, "version": {"S": "v1"}, "score": {"N": str(score)}},
+    }
+    if condition:
+        request["ConditionExpression"] = condition
+    return {"Put": request}
+
+
+def score(client, id_: str, at: str) -> int | None:
+    item = client.get_item(TableName="ranged", Key={"id": {"S": id_}, "at": {"S": at}}).get("Item")
+    return None if item is None else int(item["score"]["N"])
+
+
+@pytest.fixture
+def installed():
+    dynamodb.install()
+    yield
+    dynamodb.uninstall()
+
+
+def test_a_transaction_writes_all_its_items_without_copying_the_table(client, installed, monkeypatch):
+    copied: list[Any] = []
+    real_deepcopy = copy.deepcopy
+
+    def counting_deepcopy(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Table):
+            copied.append(value)
+        return real_deepcopy(value, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", counting_deepcopy)
+    client.transact_write_items(
+        TransactItems=[put("t1", "a", 1), put("t2", "a", 2), put("p00", "2026-11-24T10:01", 7)]
+    )
+    assert (score(client, "t1", "a"), score(client, "t2", "a")) == (1, 2)
+    assert score(client, "p00", "2026-11-24T10:01") == 7
+    assert copied == []
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(client, installed):
+    client.put_item(TableName="ranged", Item=put("kept", "a", 5)["Put"]["Item"])
+    with pytest.raises(client.exceptions.TransactionCanceledException):
+        client.transact_write_items(
+            TransactItems=[
+                put("kept", "a", 6),  # would overwrite an existing item
+                put("new", "a", 1),  # would create one
+                put("p01", "2026-11-24T10:01", 0, condition="attribute_not_exists(id)"),  # fails: it exists
+            ]
+        )
+    assert score(client, "kept", "a") == 5
+    assert score(client, "new", "a") is None
+    assert score(client, "p01", "2026-11-24T10:01") == 10
+
+
+def test_concurrent_transactions_all_land(client, installed):
+    def write(n: int) -> None:
+        client.transact_write_items(TransactItems=[put(f"c{n}", "a", n), put(f"c{n}", "b", n)])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, range(40)))
+    assert all(score(client, f"c{n}", "a") == score(client, f"c{n}", "b") == n for n in range(40))
