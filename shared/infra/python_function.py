@@ -18,11 +18,12 @@ with only the statements it is granted, optional VPC placement and reserved conc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +333,33 @@ class HardenedFunction(Construct):
         )
 
 
+def vpc_functions(
+    scope: Construct,
+    *,
+    config: EnvironmentConfig,
+    code: lambda_.Code,
+    layer: lambda_.ILayerVersion,
+    log_key: kms.IKey,
+    vpc: ec2.IVpc,
+    security_groups: Sequence[ec2.ISecurityGroup],
+) -> Callable[..., HardenedFunction]:
+    """How a layer makes its functions: one code asset, one dependencies layer, in the VPC.
+
+    The maker takes what differs per function: ``(construct_id, name=, description=, handler=,
+    sizing=, environment=)``.
+    """
+    return functools.partial(
+        HardenedFunction,
+        scope,
+        config=config,
+        code=code,
+        layers=[layer],
+        log_key=log_key,
+        vpc=vpc,
+        security_groups=list(security_groups),
+    )
+
+
 def python_files(paths: Iterable[str]) -> list[str]:
     """Relative paths of the files a :func:`source_code` asset of ``paths`` contains (for tests)."""
     return sorted(python_sources(paths))
@@ -347,4 +375,5 @@ __all__ = [
     "python_files",
     "python_sources",
     "source_code",
+    "vpc_functions",
 ]

@@ -26,7 +26,7 @@ from constructs import Construct
 
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge_wildcards
-from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code
+from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code, vpc_functions
 from shared.infra.queues import dead_letter_queue
 from shared.outputs import BatchOutputs
 from stacks.batch.compute import JOB_SOURCES, BatchCompute
@@ -107,24 +107,28 @@ class BatchStack(cdk.Stack):
         ).layer
         code = source_code(RUNTIME_SOURCES)
 
+        make_function = vpc_functions(
+            self,
+            config=config,
+            code=code,
+            layer=layer,
+            log_key=data.ops_key,
+            vpc=network.vpc,
+            security_groups=[network.compute_security_group],
+        )
+
         def function(
             name: str, description: str, sizing: Any, environment: dict[str, str]
         ) -> HardenedFunction:
-            return HardenedFunction(
-                self,
+            made: HardenedFunction = make_function(
                 "".join(part.capitalize() for part in name.split("-")) + "Function",
-                config=config,
                 name=name,
                 description=description,
-                code=code,
                 handler=HANDLERS[name],
                 sizing=sizing,
-                log_key=data.ops_key,
                 environment=environment,
-                layers=[layer],
-                vpc=network.vpc,
-                security_groups=[network.compute_security_group],
             )
+            return made
 
         self.list_function = function(
             "batch-list",

@@ -25,7 +25,7 @@ from constructs import Construct
 
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge
-from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code
+from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code, vpc_functions
 from shared.infra.queues import dead_letter_queue
 from shared.outputs import InferenceOutputs
 from stacks.data.references import data_references
@@ -112,22 +112,26 @@ class InferenceStack(cdk.Stack):
             "PREDICTION_TTL_DAYS": str(config.data.prediction_ttl_days),
         }
 
+        make_function = vpc_functions(
+            self,
+            config=config,
+            code=code,
+            layer=layer,
+            log_key=data.ops_key,
+            vpc=network.vpc,
+            security_groups=[network.compute_security_group],
+        )
+
         def vpc_function(name: str, description: str, sizing: Any) -> HardenedFunction:
-            return HardenedFunction(
-                self,
+            function: HardenedFunction = make_function(
                 f"{name.capitalize()}Function",
-                config=config,
                 name=name,
                 description=description,
-                code=code,
                 handler=HANDLERS[name],
                 sizing=sizing,
-                log_key=data.ops_key,
                 environment=shared_environment,
-                layers=[layer],
-                vpc=network.vpc,
-                security_groups=[network.compute_security_group],
             )
+            return function
 
         self.api_function = vpc_function(
             "api",
