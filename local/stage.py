@@ -545,20 +545,28 @@ class LocalStage:
         self._stops.append(stepfunctions_emulator.detach)
         self.log(f"batch: state machine {batch[BatchOutputs.STATE_MACHINE_ARN]}; jobs run as local processes")
 
-    def _run_job(self, command: list[str], environment: dict[str, str]) -> int:
-        """A Batch job: the job definition's command, as the container would run it, on this machine."""
+    def _run_job(self, command: list[str], environment: dict[str, str], timeout: float | None) -> int:
+        """A Batch job: the job definition's command, as the container would run it, on this machine.
+
+        An attempt running past the job definition's timeout is stopped, as Batch stops it (exit 137).
+        """
         if command[:1] == ["python"]:
             command = [sys.executable, *command[1:]]
         self.log(f"batch job {environment.get('AWS_BATCH_JOB_ID', '?')}: {' '.join(command)}")
         with self.log_file.open("a") as log:
-            result = subprocess.run(  # noqa: S603 - the job definition's own command, from our template
-                command,
-                cwd=ROOT,
-                env={**os.environ, **environment},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+            try:
+                result = subprocess.run(  # noqa: S603 - the job definition's own command, from our template
+                    command,
+                    cwd=ROOT,
+                    env={**os.environ, **environment},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:
+                self.log(f"batch job {environment.get('AWS_BATCH_JOB_ID', '?')}: stopped after {timeout} s")
+                return 137
         return result.returncode
 
     def run_batch(self, source: Path, *, timeout: float = 900.0) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import botocore.session
@@ -51,7 +52,8 @@ GAPS = (
 )
 
 LambdaRunner = Callable[[str, dict[str, Any]], Any]  # (function name, event) -> result
-JobRunner = Callable[[list[str], dict[str, str]], int]  # (command, environment) -> exit code
+# (command, environment, the attempt's timeout in seconds or None) -> exit code
+JobRunner = Callable[[list[str], dict[str, str], float | None], int]
 
 
 class _Attached:
@@ -129,7 +131,7 @@ def _run_job(original: Callable[[Any], None]) -> Callable[[Any], None]:
             job.job_started_at = datetime.now()
             job.status = JobStatus.RUNNING
             job._start_attempt()
-            exit_code = runner(list(command), environment)
+            exit_code = runner(list(command), environment, job._get_attempt_duration())
             job.exit_code = exit_code
             if exit_code != 0:
                 job.job_stopped_reason = f"Essential container in task exited (exit code {exit_code})"
@@ -141,6 +143,7 @@ def _run_job(original: Callable[[Any], None]) -> Callable[[Any], None]:
     return run
 
 
+@cache
 def _operation(action: str) -> Any:
     """The Batch API operation of a Step Functions action (``submit_job`` or ``describe_jobs``)."""
     model = botocore.session.get_session().get_service_model("batch")

@@ -65,6 +65,7 @@ def account() -> Iterator[dict[str, Any]]:
                 "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
                 "executionRoleArn": role,
             },
+            timeout={"attemptDurationSeconds": 600},
         )["jobDefinitionArn"]
         yield {"session": session, "role": role, "queue": queue, "definition": definition}
     emulator.detach()
@@ -114,10 +115,10 @@ def batch_definition(account: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_batch_job_runs_the_definitions_command_and_sync_returns_step_functions_casing(account):
-    calls: list[tuple[list[str], dict[str, str]]] = []
+    calls: list[tuple[list[str], dict[str, str], float | None]] = []
 
-    def job_runner(command: list[str], environment: dict[str, str]) -> int:
-        calls.append((command, environment))
+    def job_runner(command: list[str], environment: dict[str, str], timeout: float | None) -> int:
+        calls.append((command, environment, timeout))
         return 0
 
     emulator.attach(functions={}, job_runner=job_runner)
@@ -126,14 +127,15 @@ def test_a_batch_job_runs_the_definitions_command_and_sync_returns_step_function
     output = json.loads(result["output"])
     assert output["status"] == "SUCCEEDED"
     assert output["jobId"]
-    ((command, environment),) = calls
+    ((command, environment, timeout),) = calls
     assert command == ["python", "-m", "job", "s3://data/batch/input/day.csv"]  # Ref::input substituted
     assert environment["OUTPUT_PREFIX"] == "s3://results/out"
     assert environment["AWS_BATCH_JOB_ID"] == output["jobId"]
+    assert timeout == 600  # the job definition's attempt timeout, for the runner to enforce
 
 
 def test_a_job_that_exits_non_zero_fails_its_task_and_the_catch_sees_it(account):
-    emulator.attach(functions={}, job_runner=lambda _command, _env: 1)
+    emulator.attach(functions={}, job_runner=lambda _command, _env, _timeout: 1)
     result = run(account, batch_definition(account), {"uri": "s3://data/batch/input/day.csv"})
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"]) == {"failed": True, "error": "States.TaskFailed"}
