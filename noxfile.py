@@ -64,6 +64,18 @@ def synth(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def cost(session: nox.Session) -> None:
+    """The cost model: synthesize every stage and price its templates (``reports/cost/{stage}.json``, ``.md``).
+
+    ``nox -s cost -- prod`` synthesizes and prices that stage only.
+    """
+    install(session, "infra")
+    synthesize(session, *session.posargs)
+    stages = [f"--stages={','.join(session.posargs)}"] if session.posargs else []
+    session.run("python", "-m", "tools.cost", str(CDK_OUT), "--out", str(REPORTS / "cost"), *stages)
+
+
+@nox.session(python=PYTHON)
 def guard(session: nox.Session) -> None:
     """Policy gates on every template: cfn-guard (Control Tower + policies/), cfn-lint, rule tests."""
     install(session, "infra", "policy")

@@ -99,6 +99,10 @@ class InterfaceEndpoint(_Frozen):
 
     service: Annotated[str, Field(pattern=r"^[a-z0-9.\-]+$")]
     callers: Annotated[str, Field(min_length=10)]
+    # Availability Zones the endpoint has a network interface in (each bills per hour); None: every
+    # AZ of the VPC. One AZ suits an endpoint only batch work calls: the callers in the other AZ
+    # reach it across AZs, and an AZ outage delays the daily run (retried) instead of failing requests.
+    availability_zones: Annotated[int, Field(ge=1, le=3)] | None = None
 
 
 # The services compute inside the VPC calls. S3 and DynamoDB use (free) gateway endpoints.
@@ -197,6 +201,8 @@ class VariantConfig(_Frozen):
     weight: Annotated[float, Field(ge=0.0, le=1.0)]
     instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
     initial_instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+    # this variant's autoscaling lower bound; None: InferenceConfig.autoscaling_min_capacity
+    min_instance_count: Annotated[int, Field(ge=1, le=10)] | None = None
 
 
 # The AWS-published SageMaker scikit-learn inference image (the model's entry point is the
@@ -334,16 +340,18 @@ class InferenceConfig(_Frozen):
         if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
             raise ValueError("autoscaling_min_capacity must not exceed autoscaling_max_capacity")
         for variant in self.variants:
-            if (
-                not self.autoscaling_min_capacity
-                <= variant.initial_instance_count
-                <= self.autoscaling_max_capacity
-            ):
+            low = self.min_capacity(variant.name)
+            if not low <= variant.initial_instance_count <= self.autoscaling_max_capacity:
                 raise ValueError(
                     f"{variant.name}: initial_instance_count {variant.initial_instance_count} is outside the "
-                    f"autoscaling bounds {self.autoscaling_min_capacity}..{self.autoscaling_max_capacity}"
+                    f"autoscaling bounds {low}..{self.autoscaling_max_capacity}"
                 )
         return self
+
+    def min_capacity(self, name: str) -> int:
+        """The autoscaling lower bound of variant ``name`` (its own, else the endpoint's)."""
+        own = self.variant(name).min_instance_count
+        return self.autoscaling_min_capacity if own is None else own
 
     def variant(self, name: str) -> VariantConfig:
         for variant in self.variants:
@@ -570,6 +578,17 @@ class EnvironmentConfig(_Frozen):
         return self.data.initial_model_version
 
 
+# Interface endpoints only the daily Batch job calls (see DEFAULT_INTERFACE_ENDPOINTS' callers).
+BATCH_ONLY_ENDPOINTS: Final = frozenset({"ecr.api", "ecr.dkr", "logs"})
+
+
+def _batch_only_in_one_az(endpoints: tuple[InterfaceEndpoint, ...]) -> tuple[InterfaceEndpoint, ...]:
+    return tuple(
+        e.model_copy(update={"availability_zones": 1}) if e.service in BATCH_ONLY_ENDPOINTS else e
+        for e in endpoints
+    )
+
+
 # moto's default account: the local stage deploys the same templates into moto server.
 LOCAL_ACCOUNT: Final = "123456789012"
 
@@ -601,16 +620,47 @@ def _build_environments() -> dict[str, EnvironmentConfig]:
                 data_removal_policy=RemovalPolicy.RETAIN,
                 log_removal_policy=RemovalPolicy.RETAIN,
                 log_retention_days=365,
-                network=NetworkConfig(cidr="10.30.0.0/16", flow_log_retention_days=365),
+                # Cost decisions of issue 19 (`nox -s cost`, README "Cost"): each with its saving a
+                # month at 100,000 predictions a day, us-east-1 list prices.
+                network=NetworkConfig(
+                    cidr="10.30.0.0/16",
+                    flow_log_retention_days=365,
+                    # ecr.api, ecr.dkr and logs serve only the daily Fargate job: one AZ each
+                    # (-3 x $7.30 = -$21.90/month); the real-time callers' endpoints stay in both AZs
+                    interface_endpoints=_batch_only_in_one_az(DEFAULT_INTERFACE_ENDPOINTS),
+                ),
                 data=DataConfig(prediction_ttl_days=30, access_log_expiry_days=730),
                 inference=InferenceConfig(
                     variants=(
-                        # two instances per variant: a canary of one is possible, and each
-                        # variant keeps serving when an Availability Zone fails
-                        VariantConfig(name="ModelA", weight=0.8, initial_instance_count=2),
-                        VariantConfig(name="ModelB", weight=0.2, initial_instance_count=2),
+                        # Champion: two instances (SageMaker spreads them over the two AZs' subnets,
+                        # so it keeps serving when an AZ fails), on ml.t2.medium instead of
+                        # ml.m5.large: the model takes ~4-7 ms of CPU per prediction (bench: model-only
+                        # p50 3.9 ms; ~7 ms of model-server CPU per POST /predict), so the 10x peak
+                        # (11.6 req/s) is ~8% of one vCPU, against t2.medium's sustained baseline of
+                        # 40% of a vCPU (2 vCPUs x 20%, credits above) and 4 GiB for a <1 MB model;
+                        # autoscaling adds instances past 1,000 invocations/instance/minute
+                        # (-2 x 730 h x ($0.115 - $0.056) = -$86.14/month).
+                        VariantConfig(
+                            name="ModelA",
+                            weight=0.8,
+                            instance_type="ml.t2.medium",
+                            initial_instance_count=2,
+                            min_instance_count=2,
+                        ),
+                        # Challenger: one instance of the same type for its 20% (~2.3 req/s at the
+                        # peak). The second instance existed only so a blue/green canary of one
+                        # instance was possible (a canary is at most half of every variant's fleet).
+                        # The challenger is itself the canary of a new model (mlpipe deploys new
+                        # versions to ModelB at its weight), so endpoint updates now shift all at once
+                        # and bake for baking_seconds with the same per-variant alarms rolling back
+                        # automatically (-$167.90 + $40.88 = -$127.02/month).
+                        VariantConfig(
+                            name="ModelB", weight=0.2, instance_type="ml.t2.medium", initial_instance_count=1
+                        ),
                     ),
-                    autoscaling_min_capacity=2,
+                    autoscaling_min_capacity=1,
+                    # WAF stays (the managed rules and the per-IP limit, $10.46/month); the stage
+                    # cache stays at its smallest size, 0.5 GB ($14.60/month; the seed asks for it)
                     api=ApiConfig(waf_enabled=True),
                 ),
             ),

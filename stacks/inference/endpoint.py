@@ -366,7 +366,7 @@ class ModelEndpoint(Construct):
                 service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
                 resource_id=f"endpoint/{self.endpoint_name}/variant/{variant.name}",
                 scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-                min_capacity=inference.autoscaling_min_capacity,
+                min_capacity=inference.min_capacity(variant.name),
                 max_capacity=inference.autoscaling_max_capacity,
             )
             target.node.add_dependency(self.endpoint)

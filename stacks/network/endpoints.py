@@ -15,6 +15,15 @@ from shared.config import EnvironmentConfig
 HTTPS = ec2.Port.tcp(443)
 
 
+def _in_azs(vpc: ec2.IVpc, subnets: ec2.SubnetSelection, count: int | None) -> ec2.SubnetSelection:
+    """``subnets`` in the VPC's first ``count`` Availability Zones (all of them when None)."""
+    if count is None:
+        return subnets
+    return ec2.SubnetSelection(
+        subnet_group_name=subnets.subnet_group_name, availability_zones=list(vpc.availability_zones[:count])
+    )
+
+
 class ServiceEndpoints(Construct):
     def __init__(
         self,
@@ -72,7 +81,7 @@ class ServiceEndpoints(Construct):
                 f"{logical_id}Endpoint",
                 service=ec2.InterfaceVpcEndpointAwsService(endpoint.service),
                 private_dns_enabled=True,
-                subnets=subnets,
+                subnets=_in_azs(vpc, subnets, endpoint.availability_zones),
                 security_groups=[self.endpoint_security_group],
                 open=False,  # the ingress rule above is the only way in
             )
