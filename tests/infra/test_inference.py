@@ -136,13 +136,16 @@ def test_each_variant_scales_on_invocations_per_instance(env, template_json):
         f"endpoint/{endpoint}/variant/ModelB",
     ]
     policies = resources_of(template, "AWS::ApplicationAutoScaling::ScalingPolicy")
-    for logical_id, target in by_resource.values():
+    for resource_id, (logical_id, target) in by_resource.items():
         props = target["Properties"]
         assert props["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+        variant = resource_id.rsplit("/", 1)[-1]
         assert (props["MinCapacity"], props["MaxCapacity"]) == (
-            config.autoscaling_min_capacity,
+            config.min_capacity(variant),
             config.autoscaling_max_capacity,
         )
+        # a variant never scales in below the instances it starts with
+        assert props["MinCapacity"] <= config.variant(variant).initial_instance_count
         (policy,) = [
             p for p in policies.values() if p["Properties"]["ScalingTargetId"] == {"Ref": logical_id}
         ]

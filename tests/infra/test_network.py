@@ -45,14 +45,18 @@ def test_interface_endpoints_are_exactly_the_configured_set_with_private_dns(env
         for e in resources_of(t, "AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
-    expected = {f"com.amazonaws.us-east-1.{e.service}" for e in ENVIRONMENTS[env].network.interface_endpoints}
-    assert {p["ServiceName"] for p in interface} == expected
+    configured = {f"com.amazonaws.us-east-1.{e.service}": e for e in ENVIRONMENTS[env].network.interface_endpoints}
+    assert {p["ServiceName"] for p in interface} == set(configured)
     endpoint_sg = [k for k in resources_of(t, "AWS::EC2::SecurityGroup") if "EndpointSecurityGroup" in k]
     assert len(endpoint_sg) == 1
     for p in interface:
         assert p["PrivateDnsEnabled"] is True
         assert p["SecurityGroupIds"] == [{"Fn::GetAtt": [endpoint_sg[0], "GroupId"]}]
-        assert len(p["SubnetIds"]) == ENVIRONMENTS[env].network.max_azs
+        # every AZ unless the endpoint names fewer (batch-only callers, issue 19)
+        azs = configured[p["ServiceName"]].availability_zones or ENVIRONMENTS[env].network.max_azs
+        assert len(p["SubnetIds"]) == azs
+        subnet_ids = [s["Ref"] for s in p["SubnetIds"]]
+        assert len(set(subnet_ids)) == azs
 
 
 def test_endpoint_security_group_admits_https_from_compute_only(template_json):

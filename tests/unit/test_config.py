@@ -138,7 +138,31 @@ def test_canary_only_where_one_instance_is_at_most_half_of_every_variant():
         )
     )
     assert two_each.inference.canary_instances == 1
-    assert get_config("prod").inference.canary_instances == 1
+    # prod's challenger runs one instance (issue 19): its deployments shift all at once and bake
+    assert get_config("prod").inference.canary_instances is None
+
+
+def test_prod_keeps_the_champion_in_two_azs_and_private_endpoints_for_real_time_callers():
+    prod = get_config("prod")
+    champion = prod.inference.variant("ModelA")
+    assert champion.initial_instance_count >= 2
+    assert prod.inference.min_capacity("ModelA") >= 2  # autoscaling never takes it below two AZs
+    assert prod.inference.min_capacity("ModelB") == 1
+    single_az = {e.service for e in prod.network.interface_endpoints if e.availability_zones == 1}
+    assert single_az == {"ecr.api", "ecr.dkr", "logs"}  # the Batch job's only
+    assert {e.service for e in prod.network.interface_endpoints} >= {"sagemaker.runtime", "ssm", "kinesis-streams"}
+
+
+def test_a_variant_floor_of_its_own_bounds_its_instance_count():
+    variants = [
+        {"name": "ModelA", "weight": 0.8, "initial_instance_count": 1, "min_instance_count": 2},
+        {"name": "ModelB", "weight": 0.2, "initial_instance_count": 1},
+    ]
+    with pytest.raises(ConfigError, match=r"ModelA: initial_instance_count 1 is outside the autoscaling bounds 2\.\.10"):
+        validate(_base(inference={"variants": variants}))
+    variants[0]["initial_instance_count"] = 2
+    config = validate(_base(inference={"variants": variants}))
+    assert [config.inference.min_capacity(n) for n in ("ModelA", "ModelB")] == [2, 1]
 
 
 def test_the_endpoint_has_a_champion_and_a_challenger_variant():
