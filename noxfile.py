@@ -65,7 +65,7 @@ def synth(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def cost(session: nox.Session) -> None:
-    """The cost model: synthesize every stage and price its templates (``reports/cost/{stage}.json``, ``.md``).
+    """The cost model: synthesize every stage, price its templates (``reports/cost/{stage}.json``, ``.md``).
 
     ``nox -s cost -- prod`` synthesizes and prices that stage only.
     """

@@ -1,4 +1,4 @@
-"""The cost model on the real synthesized stages: every resource priced or listed free, prod's figures from config."""
+"""The cost model on the real synthesized stages: each resource priced or listed free; figures from config."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def costs(cdk_out: Path) -> dict[str, StageCost]:
 def test_every_resource_of_every_stage_is_priced_or_listed_free(env, costs, plan):
     cost = costs[env]
     assert not cost.unpriced, cost.unpriced
-    counted = {(line.stack, line.logical_id) for line in cost.lines} | {(f.stack, f.logical_id) for f in cost.free}
+    counted = {(line.stack, line.logical_id) for line in cost.lines} | {
+        (f.stack, f.logical_id) for f in cost.free
+    }
     stacks = {s.stack_name for s in plan[env]}
     assert {stack for stack, _ in counted} == stacks
     assert cost.monthly_usd > 0

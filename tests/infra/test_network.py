@@ -45,7 +45,9 @@ def test_interface_endpoints_are_exactly_the_configured_set_with_private_dns(env
         for e in resources_of(t, "AWS::EC2::VPCEndpoint").values()
         if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
-    configured = {f"com.amazonaws.us-east-1.{e.service}": e for e in ENVIRONMENTS[env].network.interface_endpoints}
+    configured = {
+        f"com.amazonaws.us-east-1.{e.service}": e for e in ENVIRONMENTS[env].network.interface_endpoints
+    }
     assert {p["ServiceName"] for p in interface} == set(configured)
     endpoint_sg = [k for k in resources_of(t, "AWS::EC2::SecurityGroup") if "EndpointSecurityGroup" in k]
     assert len(endpoint_sg) == 1

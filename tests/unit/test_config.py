@@ -150,7 +150,11 @@ def test_prod_keeps_the_champion_in_two_azs_and_private_endpoints_for_real_time_
     assert prod.inference.min_capacity("ModelB") == 1
     single_az = {e.service for e in prod.network.interface_endpoints if e.availability_zones == 1}
     assert single_az == {"ecr.api", "ecr.dkr", "logs"}  # the Batch job's only
-    assert {e.service for e in prod.network.interface_endpoints} >= {"sagemaker.runtime", "ssm", "kinesis-streams"}
+    assert {e.service for e in prod.network.interface_endpoints} >= {
+        "sagemaker.runtime",
+        "ssm",
+        "kinesis-streams",
+    }
 
 
 def test_a_variant_floor_of_its_own_bounds_its_instance_count():
@@ -158,7 +162,9 @@ def test_a_variant_floor_of_its_own_bounds_its_instance_count():
         {"name": "ModelA", "weight": 0.8, "initial_instance_count": 1, "min_instance_count": 2},
         {"name": "ModelB", "weight": 0.2, "initial_instance_count": 1},
     ]
-    with pytest.raises(ConfigError, match=r"ModelA: initial_instance_count 1 is outside the autoscaling bounds 2\.\.10"):
+    with pytest.raises(
+        ConfigError, match=r"ModelA: initial_instance_count 1 is outside the autoscaling bounds 2\.\.10"
+    ):
         validate(_base(inference={"variants": variants}))
     variants[0]["initial_instance_count"] = 2
     config = validate(_base(inference={"variants": variants}))

@@ -63,7 +63,9 @@ def _assumption_rows(profile: UsageProfile) -> list[str]:
                 shown = ", ".join(f"{k}={v}" for k, v in data.items())
                 rows.append(f"| {name} | {shown} | {why} |")
             if value and not hasattr(value[0], "model_dump"):
-                rows[-len(value) :] = [f"| {name} | {', '.join(map(str, value))} | {info.description or ''} |"]
+                rows[-len(value) :] = [
+                    f"| {name} | {', '.join(map(str, value))} | {info.description or ''} |"
+                ]
             continue
         if hasattr(value, "model_dump"):
             data = value.model_dump()
@@ -71,7 +73,11 @@ def _assumption_rows(profile: UsageProfile) -> list[str]:
             value = ", ".join(f"{k}={v}" for k, v in data.items())
             rows.append(f"| {name} | {value} | {why} |")
             continue
-        rows.append(f"| {name} | {value:,} | {info.description or ''} |" if isinstance(value, int | float) else f"| {name} | {value} | {info.description or ''} |")
+        rows.append(
+            f"| {name} | {value:,} | {info.description or ''} |"
+            if isinstance(value, int | float)
+            else f"| {name} | {value} | {info.description or ''} |"
+        )
     return rows
 
 
@@ -81,7 +87,8 @@ def as_markdown(cost: StageCost) -> str:
         f"## Cost of stage `{cost.stage}` ({cost.prices.region}, prices as of {cost.prices.as_of})",
         "",
         f"**{_usd(cost.monthly_usd)} a month**, {p.predictions_per_day:,} predictions a day "
-        f"({p.predictions_per_month:,.0f} a month): **{_usd(cost.per_million_predictions_usd)} per 1M predictions**.",
+        f"({p.predictions_per_month:,.0f} a month): "
+        f"**{_usd(cost.per_million_predictions_usd)} per 1M predictions**.",
         "",
         "| stack | $/month | share |",
         "|---|---:|---:|",
@@ -89,8 +96,14 @@ def as_markdown(cost: StageCost) -> str:
     total = cost.monthly_usd or 1.0
     out += [f"| {k} | {_usd(v)} | {v / total:.0%} |" for k, v in cost.by(lambda line: line.stack).items()]
     out += ["", "| resource type | $/month | share |", "|---|---:|---:|"]
-    out += [f"| {k} | {_usd(v)} | {v / total:.0%} |" for k, v in cost.by(lambda line: line.resource_type).items()]
-    out += ["", "| stack | resource | item | quantity | unit | unit price | $/month |", "|---|---|---|---:|---|---:|---:|"]
+    out += [
+        f"| {k} | {_usd(v)} | {v / total:.0%} |" for k, v in cost.by(lambda line: line.resource_type).items()
+    ]
+    out += [
+        "",
+        "| stack | resource | item | quantity | unit | unit price | $/month |",
+        "|---|---|---|---:|---|---:|---:|",
+    ]
     for line in sorted(cost.lines, key=lambda line: -line.usd):
         out.append(
             f"| {line.stack} | {line.logical_id} | {line.item} | {line.quantity:,.4g} | {line.unit} | "
@@ -102,7 +115,13 @@ def as_markdown(cost: StageCost) -> str:
     reasons = {f.resource_type: f.reason for f in cost.free}
     out += ["", f"**Free** ({len(cost.free)} resources):"]
     out += [f"- {t} x {n}: {reasons[t]}" for t, n in sorted(free.items())]
-    out += ["", "**Assumptions** (`tools/cost/usage.py`):", "", "| assumption | value | why |", "|---|---|---|"]
+    out += [
+        "",
+        "**Assumptions** (`tools/cost/usage.py`):",
+        "",
+        "| assumption | value | why |",
+        "|---|---|---|",
+    ]
     out += _assumption_rows(p)
     return "\n".join(out) + "\n"
 
@@ -125,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{stage}.md").write_text(table)
         print(table)
         summary.append(
-            f"{stage}: {_usd(cost.monthly_usd)}/month, {_usd(cost.per_million_predictions_usd)} per 1M predictions, "
-            f"{len(cost.unpriced)} unpriced"
+            f"{stage}: {_usd(cost.monthly_usd)}/month, "
+            f"{_usd(cost.per_million_predictions_usd)} per 1M predictions, {len(cost.unpriced)} unpriced"
         )
     print("\n".join(summary))
     return 0

@@ -52,7 +52,7 @@ class PriceTable(BaseModel):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-class Unpriceable(Exception):
+class UnpriceableError(Exception):
     """A resource (or one of its charges) the model cannot price; the message says why."""
 
 
@@ -159,7 +159,9 @@ FREE_TYPES: dict[str, str] = {
 
 
 class _Context:
-    def __init__(self, stack: str, template: dict[str, Any], profile: UsageProfile, prices: PriceTable) -> None:
+    def __init__(
+        self, stack: str, template: dict[str, Any], profile: UsageProfile, prices: PriceTable
+    ) -> None:
         self.stack = stack
         self.resources: dict[str, dict[str, Any]] = template.get("Resources", {})
         self.profile = profile
@@ -168,9 +170,9 @@ class _Context:
     def line(self, logical_id: str, rtype: str, item: str, quantity: float, key: str) -> Line:
         price = self.prices.prices.get(key)
         if price is None:
-            raise Unpriceable(f"{item}: no price {key!r} in the table")
+            raise UnpriceableError(f"{item}: no price {key!r} in the table")
         if price.usd is None:
-            raise Unpriceable(f"{item}: {price.evidence}")
+            raise UnpriceableError(f"{item}: {price.evidence}")
         return Line(self.stack, logical_id, rtype, item, quantity, price.unit, key, price.usd)
 
 
@@ -187,7 +189,7 @@ def _endpoint_config(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator
     for variant in props.get("ProductionVariants", []):
         name = variant.get("VariantName", "?")
         if "ServerlessConfig" in variant:
-            raise Unpriceable(f"variant {name}: serverless inference is not in the price table")
+            raise UnpriceableError(f"variant {name}: serverless inference is not in the price table")
         itype, count = variant["InstanceType"], int(variant["InitialInstanceCount"])
         yield ctx.line(
             lid,
@@ -205,21 +207,39 @@ def _vpc_endpoint(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Li
     service = str(props.get("ServiceName", lid)).split(".", 3)[-1]  # com.amazonaws.{region}.{service}
     azs = len(props.get("SubnetIds", []))
     rtype = "AWS::EC2::VPCEndpoint"
-    yield ctx.line(lid, rtype, f"{service}: {azs} AZ(s)", azs * ctx.profile.hours_per_month, "privatelink.interface.az_hour")
-    yield ctx.line(lid, rtype, f"{service}: data", ctx.profile.interface_endpoint_gb_per_month, "privatelink.interface.gb")
+    yield ctx.line(
+        lid,
+        rtype,
+        f"{service}: {azs} AZ(s)",
+        azs * ctx.profile.hours_per_month,
+        "privatelink.interface.az_hour",
+    )
+    yield ctx.line(
+        lid,
+        rtype,
+        f"{service}: data",
+        ctx.profile.endpoint_gb(service),
+        "privatelink.interface.gb",
+    )
 
 
 def _kinesis(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::Kinesis::Stream"
     mode = props.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
     if mode != "PROVISIONED":
-        yield ctx.line(lid, rtype, "on-demand stream", ctx.profile.hours_per_month, "kinesis.on_demand_stream_hour")
+        yield ctx.line(
+            lid, rtype, "on-demand stream", ctx.profile.hours_per_month, "kinesis.on_demand_stream_hour"
+        )
         return
     shards = int(props.get("ShardCount", 1))
-    yield ctx.line(lid, rtype, f"{shards} shard(s)", shards * ctx.profile.hours_per_month, "kinesis.shard_hour")
+    yield ctx.line(
+        lid, rtype, f"{shards} shard(s)", shards * ctx.profile.hours_per_month, "kinesis.shard_hour"
+    )
     units = math.ceil(ctx.profile.request_kb / 25)
     records = ctx.profile.stream_requests_per_day * ctx.profile.days_per_month
-    yield ctx.line(lid, rtype, f"PUT payload units ({units} per record)", records * units, "kinesis.put_payload_unit")
+    yield ctx.line(
+        lid, rtype, f"PUT payload units ({units} per record)", records * units, "kinesis.put_payload_unit"
+    )
 
 
 def _api_stage(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
@@ -241,18 +261,20 @@ def _web_acl(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rules = len(props.get("Rules", []))
     yield ctx.line(lid, rtype, "web ACL", 1, "waf.web_acl")
     yield ctx.line(lid, rtype, f"{rules} rules / rule groups", rules, "waf.rule")
-    yield ctx.line(lid, rtype, "requests inspected", p.gateway_requests_per_day * p.days_per_month, "waf.request")
+    yield ctx.line(
+        lid, rtype, "requests inspected", p.gateway_requests_per_day * p.days_per_month, "waf.request"
+    )
 
 
 def _lambda(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::Lambda::Function"
     p = ctx.profile
     if any(marker in lid for marker in p.deploy_time_function_ids):
-        raise _Free("CDK custom-resource handler: runs at deployment only")
+        raise _FreeError("CDK custom-resource handler: runs at deployment only")
     name = _name(props, "FunctionName", lid)
     usage = p.function(name)
     if usage is None:
-        raise Unpriceable(f"function {name}: no usage assumption matches it (UsageProfile.functions)")
+        raise UnpriceableError(f"function {name}: no usage assumption matches it (UsageProfile.functions)")
     memory_gb = int(props.get("MemorySize", 128)) / 1024
     arch = (props.get("Architectures") or ["x86_64"])[0]
     invocations = usage.invocations_per_day * p.days_per_month
@@ -282,28 +304,48 @@ def _log_group(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]
     yield ctx.line(lid, rtype, f"{name}: ingestion", gb, key)
     retention = props.get("RetentionInDays")
     months = p.log_storage_months if retention is None else min(int(retention) / 30.4, p.log_storage_months)
-    yield ctx.line(lid, rtype, f"{name}: stored ({months:.1f} months kept)", gb * months, "cloudwatch.logs_storage_gb_month")
+    yield ctx.line(
+        lid,
+        rtype,
+        f"{name}: stored ({months:.1f} months kept)",
+        gb * months,
+        "cloudwatch.logs_storage_gb_month",
+    )
 
 
 def _table(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::DynamoDB::Table"
     p = ctx.profile
     if props.get("BillingMode") != "PAY_PER_REQUEST":
-        raise Unpriceable("provisioned capacity is not in the price table")
+        raise UnpriceableError("provisioned capacity is not in the price table")
     indexes = len(props.get("GlobalSecondaryIndexes", []))
     items_per_day = p.api_requests_per_day + p.stream_requests_per_day + p.batch_rows_per_day
     units = math.ceil(p.prediction_item_kb)
     writes = items_per_day * p.days_per_month * units * (1 + indexes)
-    yield ctx.line(lid, rtype, f"writes ({units} WRU per item, table + {indexes} GSI)", writes, "dynamodb.write_request_unit")
+    yield ctx.line(
+        lid,
+        rtype,
+        f"writes ({units} WRU per item, table + {indexes} GSI)",
+        writes,
+        "dynamodb.write_request_unit",
+    )
     reads = p.table_reads_per_day * p.days_per_month / 2  # eventually consistent: half a unit
     yield ctx.line(lid, rtype, "reads (eventually consistent)", reads, "dynamodb.read_request_unit")
     gb = items_per_day * p.prediction_ttl_days * p.prediction_item_kb * (1 + indexes) / 1e6
-    yield ctx.line(lid, rtype, f"storage ({p.prediction_ttl_days:g} days of items, table + GSIs)", gb, "dynamodb.storage_gb_month")
+    yield ctx.line(
+        lid,
+        rtype,
+        f"storage ({p.prediction_ttl_days:g} days of items, table + GSIs)",
+        gb,
+        "dynamodb.storage_gb_month",
+    )
     if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
         yield ctx.line(lid, rtype, "point-in-time recovery", gb / (1 + indexes), "dynamodb.pitr_gb_month")
     if "StreamSpecification" in props:
         # GetRecords by Lambda triggers is free; no other stream reader is assumed
-        yield ctx.line(lid, rtype, "stream reads (Lambda triggers: free)", 0, "dynamodb.streams_read_request_unit")
+        yield ctx.line(
+            lid, rtype, "stream reads (Lambda triggers: free)", 0, "dynamodb.streams_read_request_unit"
+        )
 
 
 def _bucket(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
@@ -318,7 +360,9 @@ def _bucket(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
 
 def _kms_key(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line]:
     yield ctx.line(lid, "AWS::KMS::Key", "customer managed key", 1, "kms.key_month")
-    yield ctx.line(lid, "AWS::KMS::Key", "requests", ctx.profile.kms_requests_per_key_per_month, "kms.request")
+    yield ctx.line(
+        lid, "AWS::KMS::Key", "requests", ctx.profile.kms_requests_per_key_per_month, "kms.request"
+    )
 
 
 def _alarm(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
@@ -326,7 +370,9 @@ def _alarm(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     count = sum(1 for m in metrics if "MetricStat" in m) if metrics else 1
     period = int(props.get("Period", 60))
     key = "cloudwatch.alarm_high_resolution" if period < 60 else "cloudwatch.alarm_standard"
-    yield ctx.line(lid, "AWS::CloudWatch::Alarm", f"alarm on {count} metric(s), period {period} s", count, key)
+    yield ctx.line(
+        lid, "AWS::CloudWatch::Alarm", f"alarm on {count} metric(s), period {period} s", count, key
+    )
 
 
 def _composite_alarm(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line]:
@@ -339,46 +385,79 @@ def _dashboard(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line
 
 def _scaling_policy(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     if props.get("PolicyType") != "TargetTrackingScaling":
-        raise _Free("step scaling uses the alarms it names (priced as alarms)")
+        raise _FreeError("step scaling uses the alarms it names (priced as alarms)")
     # target tracking creates and keeps two alarms of its own (scale out, scale in)
-    yield ctx.line(lid, "AWS::ApplicationAutoScaling::ScalingPolicy", "2 target-tracking alarms", 2, "cloudwatch.alarm_standard")
+    yield ctx.line(
+        lid,
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "2 target-tracking alarms",
+        2,
+        "cloudwatch.alarm_standard",
+    )
 
 
 def _state_machine(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::StepFunctions::StateMachine"
     p = ctx.profile
     if props.get("StateMachineType", "STANDARD") != "STANDARD":
-        raise Unpriceable("express workflows are not in the price table")
+        raise UnpriceableError("express workflows are not in the price table")
     name = _name(props, "StateMachineName", lid)
     definition = json.dumps(props.get("DefinitionString", props.get("Definition", "")))
     trains = "createTrainingJob" in definition
     runs = p.runs(name)
     if runs is None and not trains:
-        raise Unpriceable(f"state machine {name}: no usage assumption matches it (UsageProfile.state_machine_runs)")
+        raise UnpriceableError(
+            f"state machine {name}: no usage assumption matches it (UsageProfile.state_machine_runs)"
+        )
     per_month = runs.per_day * p.days_per_month if runs else p.training_runs_per_month
     transitions = per_month * p.state_transitions_per_run
-    yield ctx.line(lid, rtype, f"{name}: {per_month:g} runs x {p.state_transitions_per_run:g} transitions", transitions, "stepfunctions.standard_transition")
+    yield ctx.line(
+        lid,
+        rtype,
+        f"{name}: {per_month:g} runs x {p.state_transitions_per_run:g} transitions",
+        transitions,
+        "stepfunctions.standard_transition",
+    )
     if trains:
         itype = p.training_instance_type
         hours = p.training_runs_per_month * p.training_hours_per_run
-        yield ctx.line(lid, rtype, f"training: {p.training_runs_per_month:g} runs x {p.training_hours_per_run:g} h x {itype}", hours, f"sagemaker.training.{itype}")
+        yield ctx.line(
+            lid,
+            rtype,
+            f"training: {p.training_runs_per_month:g} runs x {p.training_hours_per_run:g} h x {itype}",
+            hours,
+            f"sagemaker.training.{itype}",
+        )
 
 
 def _job_definition(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::Batch::JobDefinition"
     p = ctx.profile
     if "FARGATE" not in props.get("PlatformCapabilities", []):
-        raise Unpriceable("EC2 Batch jobs are not in the price table")
+        raise UnpriceableError("EC2 Batch jobs are not in the price table")
     name = _name(props, "JobDefinitionName", lid)
     usage = p.job(name)
     if usage is None:
-        raise Unpriceable(f"job definition {name}: no usage assumption matches it (UsageProfile.job_seconds)")
-    needs = {r["Type"]: float(r["Value"]) for r in props.get("ContainerProperties", {}).get("ResourceRequirements", [])}
+        raise UnpriceableError(
+            f"job definition {name}: no usage assumption matches it (UsageProfile.job_seconds)"
+        )
+    needs = {
+        r["Type"]: float(r["Value"])
+        for r in props.get("ContainerProperties", {}).get("ResourceRequirements", [])
+    }
     hours = usage.per_day * p.days_per_month / 3600
     note = "Spot priced at the on-demand rate (upper bound)"
-    yield ctx.line(lid, rtype, f"{name}: {needs.get('VCPU', 0):g} vCPU x {hours:.2f} h ({note})", needs.get("VCPU", 0) * hours, "fargate.vcpu_hour")
+    yield ctx.line(
+        lid,
+        rtype,
+        f"{name}: {needs.get('VCPU', 0):g} vCPU x {hours:.2f} h ({note})",
+        needs.get("VCPU", 0) * hours,
+        "fargate.vcpu_hour",
+    )
     memory_gb = needs.get("MEMORY", 0) / 1024
-    yield ctx.line(lid, rtype, f"{name}: {memory_gb:g} GB x {hours:.2f} h", memory_gb * hours, "fargate.gb_hour")
+    yield ctx.line(
+        lid, rtype, f"{name}: {memory_gb:g} GB x {hours:.2f} h", memory_gb * hours, "fargate.gb_hour"
+    )
 
 
 def _topic(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line]:
@@ -391,7 +470,7 @@ def _queue(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line]:
 
 def _parameter(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     if props.get("Tier", "Standard") == "Standard":
-        raise _Free("standard parameters are free")
+        raise _FreeError("standard parameters are free")
     yield ctx.line(lid, "AWS::SSM::Parameter", "advanced parameter", 1, "ssm.advanced_parameter")
 
 
@@ -399,8 +478,16 @@ def _firehose(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::KinesisFirehose::DeliveryStream"
     p = ctx.profile
     gb = p.predictions_per_day * p.days_per_month * p.firehose_record_kb / 1e6
-    yield ctx.line(lid, rtype, f"ingestion: every prediction, {p.firehose_record_kb:g} KB billed each", gb, "firehose.ingest_gb")
-    conversion = props.get("ExtendedS3DestinationConfiguration", {}).get("DataFormatConversionConfiguration", {})
+    yield ctx.line(
+        lid,
+        rtype,
+        f"ingestion: every prediction, {p.firehose_record_kb:g} KB billed each",
+        gb,
+        "firehose.ingest_gb",
+    )
+    conversion = props.get("ExtendedS3DestinationConfiguration", {}).get(
+        "DataFormatConversionConfiguration", {}
+    )
     if conversion.get("Enabled", bool(conversion)):
         yield ctx.line(lid, rtype, "format conversion (Parquet)", gb, "firehose.format_conversion_gb")
 
@@ -408,7 +495,9 @@ def _firehose(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
 def _crawler(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line]:
     p = ctx.profile
     dpu_hours = p.crawler_runs_per_month * p.crawler_dpu_hours_per_run
-    yield ctx.line(lid, "AWS::Glue::Crawler", f"{p.crawler_runs_per_month:g} runs", dpu_hours, "glue.crawler_dpu_hour")
+    yield ctx.line(
+        lid, "AWS::Glue::Crawler", f"{p.crawler_runs_per_month:g} runs", dpu_hours, "glue.crawler_dpu_hour"
+    )
 
 
 def _workgroup(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line]:
@@ -416,7 +505,7 @@ def _workgroup(ctx: _Context, lid: str, _props: dict[str, Any]) -> Iterator[Line
     yield ctx.line(lid, "AWS::Athena::WorkGroup", "data scanned", tb, "athena.tb_scanned")
 
 
-class _Free(Exception):
+class _FreeError(Exception):
     """This resource (of a type that is usually priced) costs nothing; the message says why."""
 
 
@@ -446,9 +535,7 @@ PRICERS: dict[str, Pricer] = {
 }
 
 
-def price_template(
-    cost: StageCost, stack: str, template: dict[str, Any]
-) -> None:
+def price_template(cost: StageCost, stack: str, template: dict[str, Any]) -> None:
     """Add the lines, free and unpriced entries of one template to ``cost``."""
     ctx = _Context(stack, template, cost.profile, cost.prices)
     for lid, resource in ctx.resources.items():
@@ -458,7 +545,9 @@ def price_template(
             cost.free.append(Listed(stack, lid, rtype, FREE_TYPES[rtype]))
             continue
         if rtype.startswith("Custom::"):
-            cost.free.append(Listed(stack, lid, rtype, "deploy-time custom resource; its handler is priced as a function"))
+            cost.free.append(
+                Listed(stack, lid, rtype, "deploy-time custom resource; its handler is priced as a function")
+            )
             continue
         pricer = PRICERS.get(rtype)
         if pricer is None:
@@ -468,10 +557,10 @@ def price_template(
         try:
             for line in pricer(ctx, lid, props):
                 lines.append(line)
-        except _Free as free:
+        except _FreeError as free:
             cost.free.append(Listed(stack, lid, rtype, str(free)))
             continue
-        except Unpriceable as err:
+        except UnpriceableError as err:
             cost.unpriced.append(Listed(stack, lid, rtype, str(err)))
         cost.lines += lines
 

@@ -31,8 +31,8 @@ class FunctionUsage(_Frozen):
     why: str
 
 
-class LogUsage(_Frozen):
-    """What the log groups whose name contains ``match`` ingest a month."""
+class Volume(_Frozen):
+    """GB a month into the log groups, or through the interface endpoints, whose name contains ``match``."""
 
     match: str
     gb_per_month: NonNegative
@@ -67,7 +67,8 @@ class UsageProfile(_Frozen):
         10_000, description="POST /predict/stream: through API Gateway and the API function onto Kinesis"
     )
     batch_rows_per_day: int = Field(
-        20_000, description="rows of the daily batch file (~4 MiB: above inline_max_bytes, so the Batch route)"
+        20_000,
+        description="rows of the daily batch file (~4 MiB: above inline_max_bytes, so the Batch route)",
     )
     cache_hit_ratio: NonNegative = Field(
         0.0, description="share of POST /predict the stage cache answers; 0: unique bodies (the bench's load)"
@@ -96,7 +97,8 @@ class UsageProfile(_Frozen):
         ),
     )
     state_transitions_per_run: NonNegative = Field(
-        15.0, description="ListInputs, AnyInputs, Map, the input's Choice/Batch task, Parallel report + notify"
+        15.0,
+        description="ListInputs, AnyInputs, Map, the input's Choice/Batch task, Parallel report + notify",
     )
     training_runs_per_month: NonNegative = Field(
         4.0, description="weekly retraining (priced where a state machine starts a SageMaker training job)"
@@ -113,10 +115,16 @@ class UsageProfile(_Frozen):
     firehose_record_kb: NonNegative = Field(
         5.0, description="Firehose bills each record rounded up to 5 KB (a prediction is ~1 KB)"
     )
-    interface_endpoint_gb_per_month: NonNegative = Field(
-        1.0,
-        description="data through each interface endpoint: 80k requests/day x (1.5 + 0.5) KB is ~4.9 GB/month "
-        "through sagemaker.runtime; 1 GB is taken per endpoint (the others carry less)",
+    endpoint_data: tuple[Volume, ...] = (
+        Volume(
+            match="sagemaker.runtime",
+            gb_per_month=5.0,
+            why="80k requests/day x (1.5 + 0.5) KB + the batch rows, with TLS overhead",
+        ),
+        Volume(match="kinesis-streams", gb_per_month=0.5, why="10k records/day x 1.5 KB"),
+    )
+    default_endpoint_gb_per_month: NonNegative = Field(
+        0.1, description="any other interface endpoint (parameter reads, traces, image manifests, job logs)"
     )
     kms_requests_per_key_per_month: NonNegative = Field(
         100_000.0,
@@ -150,26 +158,36 @@ class UsageProfile(_Frozen):
         FunctionUsage(
             match="-deploy-", invocations_per_day=1, billed_ms=5_000, why="a few parameter changes a day"
         ),
-        FunctionUsage(match="-batch-list-", invocations_per_day=2, billed_ms=1_000, why="one listing per run"),
+        FunctionUsage(
+            match="-batch-list-", invocations_per_day=2, billed_ms=1_000, why="one listing per run"
+        ),
         FunctionUsage(
             match="-batch-inline-",
             invocations_per_day=0,
             billed_ms=30_000,
             why="the daily file is above inline_max_bytes, so it goes to Batch",
         ),
-        FunctionUsage(match="-batch-report-", invocations_per_day=2, billed_ms=1_000, why="one report per run"),
+        FunctionUsage(
+            match="-batch-report-", invocations_per_day=2, billed_ms=1_000, why="one report per run"
+        ),
     )
     deploy_time_function_ids: tuple[str, ...] = Field(
         ("CustomResourceProvider", "BucketNotificationsHandler", "LogRetention", "AWS679f53fac"),
-        description="CDK's custom-resource handlers (logical id contains one of these): run at deploy time only",
+        description="CDK's custom-resource handlers (logical id contains one of these): deploy time only",
     )
-    logs: tuple[LogUsage, ...] = (
-        LogUsage(match="/lambda/api", gb_per_month=1.2, why="80k invocations/day x ~0.5 KB (JSON lines, REPORT)"),
-        LogUsage(match="/lambda/stream", gb_per_month=0.15, why="10k invocations/day x ~0.5 KB"),
-        LogUsage(match="/apigateway/access", gb_per_month=1.5, why="80k requests/day x ~0.6 KB JSON access log"),
-        LogUsage(match="vpc-flow-logs", gb_per_month=0.5, why="all traffic of a few ENIs, 10-minute aggregation"),
-        LogUsage(match="/batch/job", gb_per_month=0.05, why="one job a day: progress lines per chunk"),
-        LogUsage(match="/aws/vendedlogs/states", gb_per_month=0.05, why="ALL logging of ~2 runs/day"),
+    logs: tuple[Volume, ...] = (
+        Volume(
+            match="/lambda/api", gb_per_month=1.2, why="80k invocations/day x ~0.5 KB (JSON lines, REPORT)"
+        ),
+        Volume(match="/lambda/stream", gb_per_month=0.15, why="10k invocations/day x ~0.5 KB"),
+        Volume(
+            match="/apigateway/access", gb_per_month=1.5, why="80k requests/day x ~0.6 KB JSON access log"
+        ),
+        Volume(
+            match="vpc-flow-logs", gb_per_month=0.5, why="all traffic of a few ENIs, 10-minute aggregation"
+        ),
+        Volume(match="/batch/job", gb_per_month=0.05, why="one job a day: progress lines per chunk"),
+        Volume(match="/aws/vendedlogs/states", gb_per_month=0.05, why="ALL logging of ~2 runs/day"),
     )
     default_log_gb_per_month: NonNegative = Field(
         0.01, description="any other log group (deploy, batch functions, later layers)"
@@ -183,10 +201,18 @@ class UsageProfile(_Frozen):
             why="data capture (20% of requests, files every few minutes) + batch input, 30-day expiry",
         ),
         BucketUsage(
-            match="-results-", gb_stored=2.0, puts_per_day=50, gets_per_day=50, why="batch parts and manifests"
+            match="-results-",
+            gb_stored=2.0,
+            puts_per_day=50,
+            gets_per_day=50,
+            why="batch parts and manifests",
         ),
         BucketUsage(
-            match="-models-", gb_stored=0.1, puts_per_day=1, gets_per_day=20, why="versioned model.tar.gz files"
+            match="-models-",
+            gb_stored=0.1,
+            puts_per_day=1,
+            gets_per_day=20,
+            why="versioned model.tar.gz files",
         ),
         BucketUsage(
             match="-access-logs-",
@@ -200,6 +226,17 @@ class UsageProfile(_Frozen):
         match="", gb_stored=0.5, puts_per_day=10, gets_per_day=10, why="any other bucket"
     )
 
+    prediction_ttl_days: NonNegative = Field(
+        30.0, description="predictions expire (TTL) after this many days"
+    )
+    table_reads_per_day: NonNegative = Field(
+        1_000.0, description="A/B reports and lookups by id or by model version (eventually consistent)"
+    )
+    xray_reservoir_per_second: NonNegative = Field(
+        1.0, description="X-Ray's default sampling rule: the first request each second ..."
+    )
+    xray_rate: NonNegative = Field(0.05, description="... and 5% of the rest are traced")
+
     @property
     def days_per_month(self) -> float:
         return self.hours_per_month / 24
@@ -212,15 +249,6 @@ class UsageProfile(_Frozen):
     def gateway_requests_per_day(self) -> int:
         return self.api_requests_per_day + self.stream_requests_per_day
 
-    prediction_ttl_days: NonNegative = Field(30.0, description="predictions expire (TTL) after this many days")
-    table_reads_per_day: NonNegative = Field(
-        1_000.0, description="A/B reports and lookups by id or by model version (eventually consistent)"
-    )
-    xray_reservoir_per_second: NonNegative = Field(
-        1.0, description="X-Ray's default sampling rule: the first request each second ..."
-    )
-    xray_rate: NonNegative = Field(0.05, description="... and 5% of the rest are traced")
-
     def sampled_share(self, requests_per_day: float) -> float:
         """Share of requests X-Ray's default rule traces at this (evenly spread) daily volume."""
         if requests_per_day <= 0:
@@ -230,6 +258,10 @@ class UsageProfile(_Frozen):
 
     def function(self, name: str) -> FunctionUsage | None:
         return next((f for f in self.functions if f.match in name), None)
+
+    def endpoint_gb(self, service: str) -> float:
+        usage = next((u for u in self.endpoint_data if u.match in service), None)
+        return self.default_endpoint_gb_per_month if usage is None else usage.gb_per_month
 
     def log_gb(self, name: str) -> tuple[float, str]:
         usage = next((u for u in self.logs if u.match in name), None)

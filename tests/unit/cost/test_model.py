@@ -1,4 +1,4 @@
-"""The cost model prices what the templates say: change a value, the cost follows; unknown types are listed."""
+"""The cost model prices what the templates say: change a value and the cost follows; unknown types listed."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def test_instance_count_and_type_follow_the_template():
     small = _cost(_endpoint_config(("ml.t2.medium", 2)))
     m5 = PRICES.prices["sagemaker.hosting.ml.m5.large"].usd
     t2 = PRICES.prices["sagemaker.hosting.ml.t2.medium"].usd
-    assert m5 is not None and t2 is not None
+    assert m5 is not None
+    assert t2 is not None
     assert math.isclose(two.monthly_usd, 2 * HOURS * m5)
     assert math.isclose(three.monthly_usd, 3 * HOURS * m5)
     assert math.isclose(small.monthly_usd, 2 * HOURS * t2)
@@ -74,19 +75,25 @@ def test_unknown_types_are_unpriced_and_free_types_are_listed_as_free():
     ]
     assert {f.logical_id for f in cost.free} == {"Role", "Custom"}
     report = as_markdown(cost)
-    assert "**Unpriced** (1):" in report and "AWS::Foo::Bar" in report
+    assert "**Unpriced** (1):" in report
+    assert "AWS::Foo::Bar" in report
     assert as_json(cost)["unpriced"][0]["resource_type"] == "AWS::Foo::Bar"
 
 
 def test_a_price_the_table_does_not_have_makes_the_resource_unpriced():
-    stream = {"Type": "AWS::Kinesis::Stream", "Properties": {"StreamModeDetails": {"StreamMode": "ON_DEMAND"}}}
+    stream = {
+        "Type": "AWS::Kinesis::Stream",
+        "Properties": {"StreamModeDetails": {"StreamMode": "ON_DEMAND"}},
+    }
     cost = _cost({"Stream": stream})
     assert not cost.lines
     assert "on-demand" in cost.unpriced[0].reason
 
 
 def _function(memory: int, name: str = "ml-pipeline-api-prod-us-east-1") -> dict[str, Any]:
-    return {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": name, "MemorySize": memory}}}
+    return {
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": name, "MemorySize": memory}}
+    }
 
 
 def test_lambda_cost_follows_the_configured_memory_and_the_stated_duration():
@@ -117,7 +124,9 @@ def test_later_layers_types_are_priced_generically():
             "Firehose": {
                 "Type": "AWS::KinesisFirehose::DeliveryStream",
                 "Properties": {
-                    "ExtendedS3DestinationConfiguration": {"DataFormatConversionConfiguration": {"Enabled": True}}
+                    "ExtendedS3DestinationConfiguration": {
+                        "DataFormatConversionConfiguration": {"Enabled": True}
+                    }
                 },
             },
             "Crawler": {"Type": "AWS::Glue::Crawler", "Properties": {}},
@@ -142,7 +151,8 @@ def test_later_layers_types_are_priced_generically():
 
 def test_every_price_names_its_public_source_and_the_table_is_dated():
     raw = json.loads(PRICE_TABLE.read_text())
-    assert raw["region"] == "us-east-1" and raw["as_of"]
+    assert raw["region"] == "us-east-1"
+    assert raw["as_of"]
     for key, price in PRICES.prices.items():
         assert price.source.startswith("https://"), key
         assert price.evidence, key
@@ -153,7 +163,9 @@ def _network_cost(tmp_path: Path, **network: Any) -> StageCost:
     base = get_config("prod")
     config = base.model_copy(update={"network": base.network.model_copy(update=network)})
     app = new_app(outdir=str(tmp_path))
-    stack = NetworkStack(app, "Network", config=config, env=cdk.Environment(account=config.account, region=config.region))
+    stack = NetworkStack(
+        app, "Network", config=config, env=cdk.Environment(account=config.account, region=config.region)
+    )
     template = app.synth().get_stack_by_name(stack.stack_name).template
     cost = StageCost("prod", DEFAULT_PROFILE, PRICES)
     price_template(cost, stack.stack_name, template)
@@ -164,12 +176,14 @@ def _network_cost(tmp_path: Path, **network: Any) -> StageCost:
 def test_interface_endpoint_cost_follows_the_configured_list_and_azs(tmp_path, keep):
     az_hour = PRICES.prices["privatelink.interface.az_hour"].usd
     per_gb = PRICES.prices["privatelink.interface.gb"].usd
-    assert az_hour is not None and per_gb is not None
+    assert az_hour is not None
+    assert per_gb is not None
     endpoints = DEFAULT_INTERFACE_ENDPOINTS[:keep]
     in_one_az = (endpoints[0].model_copy(update={"availability_zones": 1}), *endpoints[1:])
     for listed, az_count in ((endpoints, 2 * keep), (in_one_az, 2 * keep - 1)):
         cost = _network_cost(tmp_path / f"{keep}-{az_count}", interface_endpoints=listed)
         endpoint_usd = cost.by(lambda line: line.resource_type)["AWS::EC2::VPCEndpoint"]
-        expected = az_count * HOURS * az_hour + keep * DEFAULT_PROFILE.interface_endpoint_gb_per_month * per_gb
+        gb = sum(DEFAULT_PROFILE.endpoint_gb(e.service) for e in endpoints)
+        expected = az_count * HOURS * az_hour + gb * per_gb
         assert math.isclose(endpoint_usd, expected), (keep, az_count)
         assert not cost.unpriced
