@@ -287,6 +287,10 @@ def _lambda(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
         f"lambda.gb_second.{arch}",
     )
     yield ctx.line(lid, rtype, f"{name}: requests", invocations, "lambda.request")
+    if usage.custom_metrics:
+        yield ctx.line(
+            lid, rtype, f"{name}: custom metrics (EMF)", usage.custom_metrics, "cloudwatch.custom_metric"
+        )
     tracing = props.get("TracingConfig", {}).get("Mode") == "Active"
     # behind API Gateway the function's segments join the stage's trace (priced there)
     if tracing and usage.match != "-api-":

@@ -29,6 +29,8 @@ class FunctionUsage(_Frozen):
     invocations_per_day: NonNegative
     billed_ms: NonNegative
     why: str
+    # distinct CloudWatch metrics (name x dimension values) its EMF lines publish
+    custom_metrics: int = 0
 
 
 class Volume(_Frozen):
@@ -70,16 +72,9 @@ class UsageProfile(_Frozen):
         20_000,
         description="rows of the daily batch file (~4 MiB: above inline_max_bytes, so the Batch route)",
     )
-    cache_hit_ratio: NonNegative = Field(
-        0.0, description="share of POST /predict the stage cache answers; 0: unique bodies (the bench's load)"
-    )
     request_kb: NonNegative = Field(1.5, description="a request body of 30 features (JSON)")
-    response_kb: NonNegative = Field(0.5, description="a prediction answer (id, label, probability, version)")
     prediction_item_kb: NonNegative = Field(
         1.0, description="a stored prediction item (features, result, TTL): 1 write request unit"
-    )
-    stream_records_per_invocation: NonNegative = Field(
-        1.0, description="~0.12 records/s on average with a 1 s batching window: about one record a batch"
     )
     job_seconds: tuple[JobUsage, ...] = (
         JobUsage(
@@ -132,10 +127,6 @@ class UsageProfile(_Frozen):
     )
     sqs_requests_per_month: NonNegative = Field(1_000.0, description="dead-letter queues: near empty")
     sns_publishes_per_month: NonNegative = Field(200.0, description="alarm and batch notices")
-    custom_metrics: NonNegative = Field(
-        0.0,
-        description="custom metrics published by the functions (EMF); counted where a template declares them",
-    )
     log_storage_months: NonNegative = Field(
         12.0,
         description="stored logs = a month's ingestion x min(retention, this many months): the steady state "
@@ -146,14 +137,21 @@ class UsageProfile(_Frozen):
             match="-api-",
             invocations_per_day=80_000,
             billed_ms=40,
-            why="POST /predict and /predict/stream (cache misses); bench: handler overhead <= 2 ms, the rest "
-            "waits on InvokeEndpoint (~5-10 ms model) and PutItem/PutRecord",
+            why="every POST /predict and /predict/stream (no cache hits: unique bodies, as in the bench); "
+            "bench: handler overhead <= 2 ms, the rest waits on InvokeEndpoint (~5-10 ms) and "
+            "PutItem/PutRecord; "
+            "metrics: Predictions, ModelLatency x 2 variants x (variant; variant+version) + Requests, "
+            "ClientErrors, ServerErrors, ColdStart",
+            custom_metrics=12,
         ),
         FunctionUsage(
             match="-stream-",
             invocations_per_day=10_000,
             billed_ms=60,
-            why="one batch per record at this rate; InvokeEndpoint + PutItem per record",
+            why="one batch per record at this rate (~0.12 records/s, 1 s batching window); InvokeEndpoint + "
+            "PutItem per record; metrics: 8 per-variant as the API's + RecordsReceived, RecordsFailed, "
+            "PoisonRecords, ReplaysSkipped, ColdStart",
+            custom_metrics=13,
         ),
         FunctionUsage(
             match="-deploy-", invocations_per_day=1, billed_ms=5_000, why="a few parameter changes a day"
@@ -168,7 +166,11 @@ class UsageProfile(_Frozen):
             why="the daily file is above inline_max_bytes, so it goes to Batch",
         ),
         FunctionUsage(
-            match="-batch-report-", invocations_per_day=2, billed_ms=1_000, why="one report per run"
+            match="-batch-report-",
+            invocations_per_day=2,
+            billed_ms=1_000,
+            why="one report per run; metrics: InputsProcessed, InputsFailed, 4 row counts, ColdStart",
+            custom_metrics=7,
         ),
     )
     deploy_time_function_ids: tuple[str, ...] = Field(

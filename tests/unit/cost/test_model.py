@@ -104,8 +104,15 @@ def test_lambda_cost_follows_the_configured_memory_and_the_stated_duration():
     gb_seconds = usage.invocations_per_day * DEFAULT_PROFILE.days_per_month * usage.billed_ms / 1000
     compute = {line.price_key: line.quantity for line in full.lines}
     assert math.isclose(compute["lambda.gb_second.x86_64"], gb_seconds)
-    requests = [line.usd for line in half.lines if line.price_key == "lambda.request"]
-    assert math.isclose(full.monthly_usd - half.monthly_usd, (full.monthly_usd - sum(requests)) / 2)
+
+    def compute(cost: StageCost) -> float:
+        return sum(line.usd for line in cost.lines if line.price_key.startswith("lambda.gb_second"))
+
+    assert math.isclose(compute(full), 2 * compute(half))
+    # requests and the function's custom metrics do not depend on memory
+    assert math.isclose(full.monthly_usd - compute(full), half.monthly_usd - compute(half))
+    metrics = [line for line in half.lines if line.price_key == "cloudwatch.custom_metric"]
+    assert [m.quantity for m in metrics] == [usage.custom_metrics]
     slower = DEFAULT_PROFILE.model_copy(
         update={"functions": (FunctionUsage(match="-api-", invocations_per_day=1, billed_ms=1, why="test"),)}
     )
