@@ -102,8 +102,8 @@ def test_lambda_cost_follows_the_configured_memory_and_the_stated_duration():
     usage = DEFAULT_PROFILE.function("-api-")
     assert usage is not None
     gb_seconds = usage.invocations_per_day * DEFAULT_PROFILE.days_per_month * usage.billed_ms / 1000
-    compute = {line.price_key: line.quantity for line in full.lines}
-    assert math.isclose(compute["lambda.gb_second.x86_64"], gb_seconds)
+    quantities = {line.price_key: line.quantity for line in full.lines}
+    assert math.isclose(quantities["lambda.gb_second.x86_64"], gb_seconds)
 
     def compute(cost: StageCost) -> float:
         return sum(line.usd for line in cost.lines if line.price_key.startswith("lambda.gb_second"))
