@@ -277,12 +277,13 @@ def _lambda(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
         raise UnpriceableError(f"function {name}: no usage assumption matches it (UsageProfile.functions)")
     memory_gb = int(props.get("MemorySize", 128)) / 1024
     arch = (props.get("Architectures") or ["x86_64"])[0]
-    invocations = usage.invocations_per_day * p.days_per_month
+    per_day = p.invocations_per_day(usage)
+    invocations = per_day * p.days_per_month
     gb_seconds = invocations * usage.billed_ms / 1000 * memory_gb
     yield ctx.line(
         lid,
         rtype,
-        f"{name}: {usage.invocations_per_day:g}/day x {usage.billed_ms:g} ms x {memory_gb * 1024:g} MB",
+        f"{name}: {per_day:g}/day x {usage.billed_ms:g} ms x {memory_gb * 1024:g} MB",
         gb_seconds,
         f"lambda.gb_second.{arch}",
     )
@@ -293,8 +294,8 @@ def _lambda(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
         )
     tracing = props.get("TracingConfig", {}).get("Mode") == "Active"
     # behind API Gateway the function's segments join the stage's trace (priced there)
-    if tracing and usage.match != "-api-":
-        traced = invocations * p.sampled_share(usage.invocations_per_day)
+    if tracing and usage.driven_by != "gateway":
+        traced = invocations * p.sampled_share(per_day)
         yield ctx.line(lid, rtype, f"{name}: X-Ray traces", traced, "xray.trace_recorded")
 
 
@@ -323,7 +324,7 @@ def _table(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     if props.get("BillingMode") != "PAY_PER_REQUEST":
         raise UnpriceableError("provisioned capacity is not in the price table")
     indexes = len(props.get("GlobalSecondaryIndexes", []))
-    items_per_day = p.api_requests_per_day + p.stream_requests_per_day + p.batch_rows_per_day
+    items_per_day = p.predictions_per_day
     units = math.ceil(p.prediction_item_kb)
     writes = items_per_day * p.days_per_month * units * (1 + indexes)
     yield ctx.line(

@@ -11,7 +11,7 @@ measured them (``reports/bench``: handler overhead, the batch run) and are state
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,9 @@ class FunctionUsage(_Frozen):
     invocations_per_day: NonNegative
     billed_ms: NonNegative
     why: str
+    # invoked once per gateway request (POST /predict and /predict/stream) or per stream record
+    # instead of invocations_per_day
+    driven_by: Literal["gateway", "stream"] | None = None
     # distinct CloudWatch metrics (name x dimension values) its EMF lines publish
     custom_metrics: int = 0
 
@@ -61,7 +64,6 @@ class JobUsage(_Frozen):
 
 class UsageProfile(_Frozen):
     hours_per_month: float = Field(730.0, description="AWS's billing month: 8,760 hours / 12")
-    predictions_per_day: int = Field(100_000, description="the seed's volume; the cost per 1M divides by it")
     api_requests_per_day: int = Field(
         70_000, description="POST /predict: one row per request, answered at once (the real-time share)"
     )
@@ -135,7 +137,8 @@ class UsageProfile(_Frozen):
     functions: tuple[FunctionUsage, ...] = (
         FunctionUsage(
             match="-api-",
-            invocations_per_day=80_000,
+            invocations_per_day=0,
+            driven_by="gateway",
             billed_ms=40,
             why="every POST /predict and /predict/stream (no cache hits: unique bodies, as in the bench); "
             "bench: handler overhead <= 2 ms, the rest waits on InvokeEndpoint (~5-10 ms) and "
@@ -146,7 +149,8 @@ class UsageProfile(_Frozen):
         ),
         FunctionUsage(
             match="-stream-",
-            invocations_per_day=10_000,
+            invocations_per_day=0,
+            driven_by="stream",
             billed_ms=60,
             why="one batch per record at this rate (~0.12 records/s, 1 s batching window); InvokeEndpoint + "
             "PutItem per record; metrics: 8 per-variant as the API's + RecordsReceived, RecordsFailed, "
@@ -242,6 +246,18 @@ class UsageProfile(_Frozen):
     @property
     def days_per_month(self) -> float:
         return self.hours_per_month / 24
+
+    @property
+    def predictions_per_day(self) -> int:
+        """The seed's 100,000: real-time, stream and batch together (the cost per 1M divides by it)."""
+        return self.api_requests_per_day + self.stream_requests_per_day + self.batch_rows_per_day
+
+    def invocations_per_day(self, usage: FunctionUsage) -> float:
+        if usage.driven_by == "gateway":
+            return self.gateway_requests_per_day
+        if usage.driven_by == "stream":
+            return self.stream_requests_per_day
+        return usage.invocations_per_day
 
     @property
     def predictions_per_month(self) -> float:

@@ -101,7 +101,8 @@ def test_lambda_cost_follows_the_configured_memory_and_the_stated_duration():
     full = _cost(_function(1024))
     usage = DEFAULT_PROFILE.function("-api-")
     assert usage is not None
-    gb_seconds = usage.invocations_per_day * DEFAULT_PROFILE.days_per_month * usage.billed_ms / 1000
+    per_day = DEFAULT_PROFILE.gateway_requests_per_day  # the API function serves every gateway request
+    gb_seconds = per_day * DEFAULT_PROFILE.days_per_month * usage.billed_ms / 1000
     quantities = {line.price_key: line.quantity for line in full.lines}
     assert math.isclose(quantities["lambda.gb_second.x86_64"], gb_seconds)
 
@@ -194,3 +195,20 @@ def test_interface_endpoint_cost_follows_the_configured_list_and_azs(tmp_path, k
         expected = az_count * HOURS * az_hour + gb * per_gb
         assert math.isclose(endpoint_usd, expected), (keep, az_count)
         assert not cost.unpriced
+
+
+def test_request_driven_costs_follow_the_traffic_assumption():
+    stage = {"Stage": {"Type": "AWS::ApiGateway::Stage", "Properties": {}}, **_function(512)}
+    base = _cost(stage)
+    doubled = DEFAULT_PROFILE.model_copy(
+        update={
+            "api_requests_per_day": 2 * DEFAULT_PROFILE.api_requests_per_day,
+            "stream_requests_per_day": 2 * DEFAULT_PROFILE.stream_requests_per_day,
+        }
+    )
+    more = _cost(stage, doubled)
+    for key in ("apigateway.rest.request", "lambda.request", "lambda.gb_second.x86_64"):
+        before = sum(line.quantity for line in base.lines if line.price_key == key)
+        after = sum(line.quantity for line in more.lines if line.price_key == key)
+        assert math.isclose(after, 2 * before), key
+    assert doubled.predictions_per_day == DEFAULT_PROFILE.predictions_per_day + 80_000
