@@ -28,6 +28,7 @@ def as_json(cost: StageCost) -> dict[str, Any]:
         "region": cost.prices.region,
         "prices_as_of": cost.prices.as_of,
         "monthly_usd": round(cost.monthly_usd, 2),
+        "predictions_per_day": cost.profile.predictions_per_day,
         "predictions_per_month": round(cost.profile.predictions_per_month),
         "per_million_predictions_usd": round(cost.per_million_predictions_usd, 2),
         "by_stack": {k: round(v, 2) for k, v in cost.by(lambda line: line.stack).items()},
