@@ -212,3 +212,48 @@ def test_request_driven_costs_follow_the_traffic_assumption():
         after = sum(line.quantity for line in more.lines if line.price_key == key)
         assert math.isclose(after, 2 * before), key
     assert doubled.predictions_per_day == DEFAULT_PROFILE.predictions_per_day + 80_000
+
+
+def test_state_machines_are_priced_by_runs_and_a_training_job_by_its_instance_hours():
+    batch = {"StateMachineName": "ml-pipeline-batch-prod-us-east-1", "DefinitionString": "{}"}
+    training = {
+        "StateMachineName": "ml-pipeline-retrain-prod-us-east-1",
+        "DefinitionString": {
+            "Fn::Join": ["", ['{"Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync"}']]
+        },
+    }
+    other = {"StateMachineName": "ml-pipeline-other-prod-us-east-1", "DefinitionString": "{}"}
+    machines = {
+        name: {"Type": "AWS::StepFunctions::StateMachine", "Properties": props}
+        for name, props in (("Batch", batch), ("Train", training), ("Other", other))
+    }
+    cost = _cost(machines)
+    p = DEFAULT_PROFILE
+    train = {line.price_key: line.quantity for line in cost.lines if line.logical_id == "Train"}
+    assert train[f"sagemaker.training.{p.training_instance_type}"] == (
+        p.training_runs_per_month * p.training_hours_per_run
+    )
+    runs = p.runs("-batch-")
+    assert runs is not None
+    (transitions,) = [line.quantity for line in cost.lines if line.logical_id == "Batch"]
+    assert math.isclose(transitions, runs.per_day * p.days_per_month * p.state_transitions_per_run)
+    assert [u.logical_id for u in cost.unpriced] == ["Other"]
+
+
+def test_a_fargate_job_is_priced_from_its_resource_requirements():
+    requirements = [{"Type": "VCPU", "Value": "2"}, {"Type": "MEMORY", "Value": "4096"}]
+    job = {
+        "Type": "AWS::Batch::JobDefinition",
+        "Properties": {
+            "JobDefinitionName": "ml-pipeline-batch-predict-prod-us-east-1",
+            "PlatformCapabilities": ["FARGATE"],
+            "ContainerProperties": {"ResourceRequirements": requirements},
+        },
+    }
+    cost = _cost({"Job": job})
+    usage = DEFAULT_PROFILE.job("-batch-")
+    assert usage is not None
+    hours = usage.per_day * DEFAULT_PROFILE.days_per_month / 3600
+    quantities = {line.price_key: line.quantity for line in cost.lines}
+    assert math.isclose(quantities["fargate.vcpu_hour"], 2 * hours)
+    assert math.isclose(quantities["fargate.gb_hour"], 4 * hours)
