@@ -28,8 +28,9 @@ QUIET_NODE = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
 
 def install(session: nox.Session, *groups: str) -> None:
     """Install the locked dependency groups into the session's virtualenv (no dev extras)."""
-    args = ["uv", "sync", "--frozen", "--no-default-groups", "--no-install-project"]
-    args += [f"--group={group}" for group in groups]
+    # --only-group: the groups alone, not the project's own dependencies (the CLI's install)
+    args = ["uv", "sync", "--frozen", "--no-install-project"]
+    args += [f"--only-group={group}" for group in groups]
     session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}, external=True)
 
 

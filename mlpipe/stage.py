@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from botocore.exceptions import ClientError
 
@@ -11,6 +12,24 @@ from mlpipe.errors import MissingStageError
 from shared.config import ENVIRONMENTS
 from shared.model_parameters import ModelParameterNames
 from shared.outputs import BatchOutputs, DataOutputs, InferenceOutputs
+
+Reconciler = Literal["deploy-function", "direct"]
+DEPLOY_FUNCTION: Final = "deploy-function"
+DIRECT: Final = "direct"
+
+
+def reconciler(inference_outputs: Mapping[str, str]) -> Reconciler:
+    """Who reconciles a stage's endpoint, read from its inference stack's outputs.
+
+    The deploy function and its EventBridge rules (desired-state change, endpoint state change)
+    are created together in the inference stack, which then outputs the function's name. Where
+    that output exists the rules fire on every change of the desired state, so the function must
+    be the only reconciler: ``mlpipe`` hands each request over and waits for its outcome. A stack
+    without it (e.g. an account with only the data stack and an endpoint) has nobody else to
+    reconcile, so ``mlpipe`` does (the direct path). Never a user's flag: a forgotten flag in a
+    stage with the rules would be two reconcilers racing on one request.
+    """
+    return DEPLOY_FUNCTION if InferenceOutputs.DEPLOY_FUNCTION_NAME in inference_outputs else DIRECT
 
 
 @dataclass(frozen=True)
@@ -76,7 +95,11 @@ def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     missing = [key for key in keys if key not in outputs]
     if missing:
         raise MissingStageError(f"stack {stack_name} has no output {', '.join(missing)}; is it up to date?")
-    optional = (InferenceOutputs.REST_API_ID, InferenceOutputs.API_STAGE_NAME)
+    optional = (
+        InferenceOutputs.REST_API_ID,
+        InferenceOutputs.API_STAGE_NAME,
+        InferenceOutputs.DEPLOY_FUNCTION_NAME,
+    )
     return {key: outputs[key] for key in (*keys, *optional) if key in outputs}
 
 
