@@ -129,7 +129,8 @@ def bench(session: nox.Session) -> None:
     knee, the stream path, and a py-spy profile of the stage), and last the warm default test run
     (``nox -R``; skipped with ``BENCH_SKIP_TESTS=1``). ``-- ARGS`` go to ``tools.bench_pipeline``
     (``--steps 25,50,100``, ``--step-seconds``, ``--no-gc-freeze``, ...). Then the batch figure:
-    a 100,000-row file through the batch run (``batch.json``, ``.md``).
+    a 100,000-row file through the batch run (``batch.json``, ``.md``), and each ``mlpipe`` verb
+    on the local stage (``lifecycle.json``, ``.md``).
     """
     install(session, "infra", "runtime", "model", "local", "report", "profile")
     out = REPORTS / "bench"
@@ -139,6 +140,7 @@ def bench(session: nox.Session) -> None:
     pipeline = ["python", "-m", "tools.bench_pipeline", str(out / "pipeline.json"), "--profile"]
     session.run(*pipeline, *session.posargs, env=QUIET_NODE)
     session.run("python", "-m", "tools.bench_batch", str(out / "batch.json"), env=QUIET_NODE)
+    session.run("python", "-m", "tools.bench_lifecycle", str(out / "lifecycle.json"), env=QUIET_NODE)
     nox_bin = shutil.which("nox")
     if nox_bin is None or os.environ.get("BENCH_SKIP_TESTS"):
         session.log("default test run not timed (nox not on PATH or BENCH_SKIP_TESTS set)")

@@ -54,6 +54,7 @@ serialized by a re-entrant lock (a target may itself call ``emit``).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -706,6 +707,12 @@ class EventDispatcher:
             arn = f"arn:aws:events:{self.region}:{self.account}:rule/{rule.name}"
             event = self.envelope(SCHEDULE_SOURCE, SCHEDULE_DETAIL_TYPE, {}, [arn])
             return self._deliver(rule, event)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold every delivery while inside (tests observe a request in flight, e.g. a held lock)."""
+        with self._lock:
+            yield
 
     def run_due_schedules(self) -> list[Delivery]:
         """Send the ``Scheduled Event`` of every ``rate(...)`` rule whose time has come."""

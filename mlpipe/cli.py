@@ -42,9 +42,15 @@ from mlpipe.cache import stage_cache_flusher
 from mlpipe.errors import FAILURE_EXIT, BatchRunError, MissingStageError, MlpipeError, UsageError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import Reconciler, batch_outputs, endpoint_outputs, reconciler, registry_location
+from mlpipe.stage import (
+    Reconciler,
+    batch_outputs,
+    check_stage,
+    endpoint_outputs,
+    reconciler,
+    registry_location,
+)
 from mlpipe.state import CHALLENGER, VARIANTS, DesiredState, VerifiedState, parse_weights
-from shared.config import ENVIRONMENTS
 from shared.outputs import InferenceOutputs
 
 
@@ -226,7 +232,7 @@ def build_lifecycle(
     CloudFormation creates the endpoint before any rule can fire).
     """
     outputs = endpoint_outputs(session.client("cloudformation"), stage)
-    settings = ENVIRONMENTS[stage].lifecycle
+    settings = check_stage(stage).lifecycle
     target = EndpointTarget(
         endpoint_name=outputs[InferenceOutputs.ENDPOINT_NAME],
         execution_role_arn=outputs[InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN],
@@ -418,10 +424,11 @@ def session_for(stage: str) -> boto3.session.Session:
     ``AWS_REGION`` (the AWS CLI's and SDKs' variable, which this botocore does not read itself)
     wins, then ``AWS_DEFAULT_REGION`` and the profile's region, then the stage's.
     """
+    config = check_stage(stage)  # an unknown stage is the user's error, before any AWS setting
     session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
     region: str | None = session.region_name  # the stubs say str; it is None when nothing names one
-    if region is None and stage in ENVIRONMENTS:
-        session = boto3.session.Session(region_name=ENVIRONMENTS[stage].region)
+    if region is None:
+        session = boto3.session.Session(region_name=config.region)
     return session
 
 

@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 from botocore.exceptions import ClientError
 
 from mlpipe.errors import MissingStageError
-from shared.config import ENVIRONMENTS
+from shared.config import ENVIRONMENTS, EnvironmentConfig
 from shared.model_parameters import ModelParameterNames
 from shared.outputs import BatchOutputs, DataOutputs, InferenceOutputs
 
@@ -50,6 +50,13 @@ class RegistryLocation:
         return "registry/history/"
 
 
+def check_stage(stage: str) -> EnvironmentConfig:
+    """The configuration of ``stage``; a usage error naming the known stages for any other name."""
+    if stage not in ENVIRONMENTS:
+        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
+    return ENVIRONMENTS[stage]
+
+
 def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
@@ -65,10 +72,7 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
 
 def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
     """Read the registry's location from ``ml-pipeline-data-{stage}``'s outputs."""
-    if stage not in ENVIRONMENTS:
-        known = ", ".join(sorted(ENVIRONMENTS))
-        raise MissingStageError(f"unknown stage {stage!r}; known stages: {known}")
-    stack_name = ENVIRONMENTS[stage].stack_name("data")
+    stack_name = check_stage(stage).stack_name("data")
     outputs = stack_outputs(cloudformation, stack_name)
     try:
         return RegistryLocation(
@@ -83,9 +87,7 @@ def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
 
 def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     """The inference stack's endpoint outputs (``ml-pipeline-inference-{stage}``)."""
-    if stage not in ENVIRONMENTS:
-        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
-    stack_name = ENVIRONMENTS[stage].stack_name("inference")
+    stack_name = check_stage(stage).stack_name("inference")
     outputs = stack_outputs(cloudformation, stack_name)
     keys = (
         InferenceOutputs.ENDPOINT_NAME,
@@ -105,9 +107,7 @@ def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
 
 def batch_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     """The batch stack's outputs (``ml-pipeline-batch-{stage}``): what a batch run needs."""
-    if stage not in ENVIRONMENTS:
-        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
-    stack_name = ENVIRONMENTS[stage].stack_name("batch")
+    stack_name = check_stage(stage).stack_name("batch")
     outputs = stack_outputs(cloudformation, stack_name)
     keys = (BatchOutputs.STATE_MACHINE_ARN, BatchOutputs.INPUT_BUCKET_NAME, BatchOutputs.INPUT_PREFIX)
     missing = [key for key in keys if key not in outputs]

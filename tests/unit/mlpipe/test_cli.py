@@ -195,3 +195,10 @@ def test_the_region_comes_from_the_stage_config_unless_the_environment_names_one
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_PROFILE", "ops")
     assert session_for("dev").region_name == "ap-southeast-2"
+
+
+def test_an_unknown_stage_is_refused_before_any_aws_setting_is_needed(monkeypatch, capsys):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["models", "list", "--stage", "qa"]) == 2
+    assert "unknown stage 'qa'; known stages: dev, local, prod" in capsys.readouterr().err
