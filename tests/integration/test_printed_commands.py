@@ -98,7 +98,7 @@ def test_the_banner_prints_runnable_commands_and_every_one_works(local_info) -> 
 
 def test_the_readme_mlpipe_lines_work_against_the_local_stage(local_info) -> None:
     lines = readme_mlpipe_lines()
-    verbs = [line.split()[5] for line in lines]
+    verbs = [line.split()[6] for line in lines]
     assert verbs == ["register", "deploy", "weights", "promote", "rollback", "status"], lines
     account = (
         f"AWS_ENDPOINT_URL={local_info.moto_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
