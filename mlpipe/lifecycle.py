@@ -255,6 +255,7 @@ class Lifecycle:
         before it can change what this one asked for.
         """
         self._check_registered(desired)
+        started = time.monotonic()
         request_id = uuid.uuid4().hex[:12]
         by_function = self.reconciler == DEPLOY_FUNCTION
         self._acquire_lock(
@@ -269,8 +270,11 @@ class Lifecycle:
             self._say(
                 f"request {request_id}: desired state written; the stage's deploy function reconciles it"
             )
-            return self.wait_for_request(request_id)
-        return self.reconcile(request_id, desired)
+            verified = self.wait_for_request(request_id)
+        else:
+            verified = self.reconcile(request_id, desired)
+        self._say(f"request {request_id}: verified in {time.monotonic() - started:.2f} s")
+        return verified
 
     def wait_for_request(self, request_id: str) -> VerifiedState:
         """Wait for the deploy function's verified outcome of ``request_id`` (its ``last-request``)."""
@@ -449,12 +453,8 @@ class Lifecycle:
             self.sagemaker.update_endpoint(
                 EndpointName=name, EndpointConfigName=target_config, RetainDeploymentConfig=True
             )
-        now = self.clock()
-        return PendingDeployment(
-            request_id=request_id,
-            actor=self.actor,
-            started_at=now.isoformat(timespec="seconds"),
-            expires_at=(now + timedelta(seconds=self.lock_ttl_seconds)).isoformat(timespec="seconds"),
+        return self._lock_content(
+            request_id,
             desired=desired,
             endpoint_config=target_config,
             models=models,
@@ -621,15 +621,7 @@ class Lifecycle:
     def _acquire_lock(
         self, request_id: str, *, desired: DesiredState | None = None, awaiting_function: bool = False
     ) -> None:
-        now = self.clock()
-        holder = PendingDeployment(
-            request_id=request_id,
-            actor=self.actor,
-            started_at=now.isoformat(timespec="seconds"),
-            expires_at=(now + timedelta(seconds=self.lock_ttl_seconds)).isoformat(timespec="seconds"),
-            awaiting_function=awaiting_function,
-            desired=desired,
-        )
+        holder = self._lock_content(request_id, awaiting_function=awaiting_function, desired=desired)
         for _attempt in range(2):
             try:
                 self.ssm.put_parameter(
@@ -663,6 +655,17 @@ class Lifecycle:
             if self._get(self.location.parameters.deploy_lock) == value:
                 self.release_lock(current.request_id)
         raise ConflictError("another request took the expired deploy lock over first; try again")
+
+    def _lock_content(self, request_id: str, **fields: Any) -> PendingDeployment:
+        """The lock of ``request_id`` held from now, expiring after ``lock_ttl_seconds``."""
+        now = self.clock()
+        return PendingDeployment(
+            request_id=request_id,
+            actor=self.actor,
+            started_at=now.isoformat(timespec="seconds"),
+            expires_at=(now + timedelta(seconds=self.lock_ttl_seconds)).isoformat(timespec="seconds"),
+            **fields,
+        )
 
     def _expired(self, holder: PendingDeployment) -> bool:
         return holder.expires_at is not None and self.clock() >= datetime.fromisoformat(holder.expires_at)

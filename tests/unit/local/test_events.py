@@ -739,7 +739,8 @@ def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatche
     assert lines[3].startswith(target)
     minutes = get_config("local").lifecycle.standby_check_minutes
     assert lines[4] == (
-        f"rule {STANDBY_RULE}: schedule rate({minutes} minutes): runs every {minutes * 60} s (run_due_schedules)"
+        f"rule {STANDBY_RULE}: schedule rate({minutes} minutes): "
+        f"runs every {minutes * 60} s (run_due_schedules)"
     )
     assert lines[5].startswith(target)
     # the batch layer's rules: listed with why they are not driven (runs start with mlpipe batch run)
