@@ -339,6 +339,11 @@ def _unlock(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
 
 
 def _finish(_args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    if lifecycle.reconciler != "direct":
+        # the function verifies on the endpoint's state-change event: a second verifier would race it
+        raise UsageError(
+            "this stage's deploy function finishes its deployments; `mlpipe models status` shows them"
+        )
     finished = lifecycle.finish()
     if finished is None:
         return "the endpoint is still updating; run `mlpipe models finish` again later", {"finished": False}

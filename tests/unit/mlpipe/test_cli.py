@@ -162,6 +162,8 @@ def test_a_stage_with_the_deploy_function_is_reconciled_by_it_only(aws, inferenc
     assert main(["models", "deploy", "v2", "--weight", "0.5"], session=aws) == 2
     refused = capsys.readouterr().err
     assert re.search(r"another deployment holds the lock: request \w{12} by .+, started 20\d\d-", refused)
+    assert main(["models", "finish"], session=aws) == 2, "only the function finishes deployments here"
+    assert "this stage's deploy function finishes its deployments" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
