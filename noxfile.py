@@ -28,8 +28,9 @@ QUIET_NODE = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
 
 def install(session: nox.Session, *groups: str) -> None:
     """Install the locked dependency groups into the session's virtualenv (no dev extras)."""
-    args = ["uv", "sync", "--frozen", "--no-default-groups", "--no-install-project"]
-    args += [f"--group={group}" for group in groups]
+    # --only-group: the groups alone, not the project's own dependencies (the CLI's install)
+    args = ["uv", "sync", "--frozen", "--no-install-project"]
+    args += [f"--only-group={group}" for group in groups]
     session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}, external=True)
 
 
@@ -140,7 +141,8 @@ def bench(session: nox.Session) -> None:
     knee, the stream path, and a py-spy profile of the stage), and last the warm default test run
     (``nox -R``; skipped with ``BENCH_SKIP_TESTS=1``). ``-- ARGS`` go to ``tools.bench_pipeline``
     (``--steps 25,50,100``, ``--step-seconds``, ``--no-gc-freeze``, ...). Then the batch figure:
-    a 100,000-row file through the batch run (``batch.json``, ``.md``).
+    a 100,000-row file through the batch run (``batch.json``, ``.md``), and each ``mlpipe`` verb
+    on the local stage (``lifecycle.json``, ``.md``).
     """
     install(session, "infra", "runtime", "model", "local", "report", "profile")
     out = REPORTS / "bench"
@@ -150,6 +152,7 @@ def bench(session: nox.Session) -> None:
     pipeline = ["python", "-m", "tools.bench_pipeline", str(out / "pipeline.json"), "--profile"]
     session.run(*pipeline, *session.posargs, env=QUIET_NODE)
     session.run("python", "-m", "tools.bench_batch", str(out / "batch.json"), env=QUIET_NODE)
+    session.run("python", "-m", "tools.bench_lifecycle", str(out / "lifecycle.json"), env=QUIET_NODE)
     nox_bin = shutil.which("nox")
     if nox_bin is None or os.environ.get("BENCH_SKIP_TESTS"):
         session.log("default test run not timed (nox not on PATH or BENCH_SKIP_TESTS set)")

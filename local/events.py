@@ -37,8 +37,10 @@ and does the service's part (``EventDispatcher``):
   ``max_retries``; then the delivery is failed and, if the target has a ``DeadLetterConfig``,
   handed to ``dead_letter(rule name, event, error)`` (the stage can send it to the queue).
   ``MaximumEventAgeInSeconds`` is not enforced (nothing waits).
-- **Schedules** (``ScheduleExpression``) do not run on a timer here: ``run_schedule(rule)`` sends
-  the rule's ``Scheduled Event`` on demand.
+- **Schedules** (``ScheduleExpression``): ``rate(...)`` rules run on the clock when the caller
+  calls ``run_due_schedules`` (the first run one period after the dispatcher starts, as a new
+  rule's first run comes one period after its creation); ``cron(...)`` rules do not run on a
+  timer here. ``run_schedule(rule)`` sends any schedule rule's ``Scheduled Event`` on demand.
 
 Simplification to know of: EventBridge invokes Lambda asynchronously, so in AWS a function
 *error* is retried by Lambda's asynchronous invocation (two retries by default) and goes to the
@@ -52,6 +54,7 @@ serialized by a re-entrant lock (a target may itself call ``emit``).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -81,6 +84,8 @@ _NUMERIC_OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": lambda a, b: a > b,
 }
 _INPUT_PATH = re.compile(r"^\$(\.[A-Za-z0-9_-]+)*$")
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
 _SSM_NAME_FILTER_VALUES = 50  # DescribeParameters takes at most 50 names per filter
 
 
@@ -243,6 +248,14 @@ def event_rules(templates: Mapping[str, Mapping[str, Any]]) -> list[RuleSpec]:
                 )
             )
     return rules
+
+
+def rate_seconds(expression: str | None) -> float | None:
+    """The period of ``rate(5 minutes)`` in seconds; None for ``cron(...)`` or anything else."""
+    match = _RATE.match(expression or "")
+    if match is None:
+        return None
+    return float(int(match[1]) * _RATE_UNIT_SECONDS[match[2].removesuffix("s")])
 
 
 # --- event patterns ---------------------------------------------------------------------------
@@ -534,6 +547,12 @@ class EventDispatcher:
         self.endpoints = tuple(endpoints)
         self._parameter_state: dict[str, _Parameter | None] | None = None  # None until the baseline
         self._endpoint_state: dict[str, _Endpoint | None] | None = None
+        started = self.clock().timestamp()
+        self._next_runs = {  # rate rule -> when it runs next (epoch seconds)
+            rule.name: started + period
+            for rule in self.rules
+            if rule.enabled and (period := rate_seconds(rule.schedule_expression)) is not None
+        }
 
     # --- what each rule listens to
 
@@ -542,9 +561,13 @@ class EventDispatcher:
     ) -> list[str]:
         if rule.schedule_expression is not None and rule.event_pattern is None:
             state = "" if rule.enabled else f", {rule.state}"
-            self._not_driven[rule.name] = (
-                f"schedule {rule.schedule_expression}{state}: not driven (run on demand with run_schedule)"
+            period = rate_seconds(rule.schedule_expression)
+            how = (
+                f"runs every {period:g} s (run_due_schedules)"
+                if period is not None and rule.enabled
+                else "not driven (run on demand with run_schedule)"
             )
+            self._not_driven[rule.name] = f"schedule {rule.schedule_expression}{state}: {how}"
             return []
         if not rule.enabled:
             self._not_driven[rule.name] = f"not driven ({rule.state})"
@@ -684,6 +707,26 @@ class EventDispatcher:
             arn = f"arn:aws:events:{self.region}:{self.account}:rule/{rule.name}"
             event = self.envelope(SCHEDULE_SOURCE, SCHEDULE_DETAIL_TYPE, {}, [arn])
             return self._deliver(rule, event)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold every delivery while inside (tests observe a request in flight, e.g. a held lock)."""
+        with self._lock:
+            yield
+
+    def run_due_schedules(self) -> list[Delivery]:
+        """Send the ``Scheduled Event`` of every ``rate(...)`` rule whose time has come."""
+        deliveries = []
+        with self._lock:
+            now = self.clock().timestamp()
+            for rule in self.rules:
+                due = self._next_runs.get(rule.name)
+                if due is None or now < due:
+                    continue
+                period = rate_seconds(rule.schedule_expression) or 0.0
+                self._next_runs[rule.name] = due + period * (1 + int((now - due) // period))
+                deliveries += self.run_schedule(rule.name)
+        return deliveries
 
     # --- SSM parameters
 
@@ -867,4 +910,5 @@ __all__ = [
     "event_rules",
     "event_status",
     "matches",
+    "rate_seconds",
 ]

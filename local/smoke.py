@@ -60,7 +60,7 @@ def read_back(api: httpx.Client, prediction_id: str, timeout: float = 20.0) -> d
 
 
 def mlpipe(*command: str) -> str:
-    """Run the real ``mlpipe`` CLI against the local stage (the event-driven path)."""
+    """Run the real ``mlpipe`` CLI against the local stage (its deploy function reconciles)."""
     result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
         [
             sys.executable,
@@ -68,11 +68,6 @@ def mlpipe(*command: str) -> str:
             "mlpipe.cli",
             "--stage",
             "local",
-            "--via-events",
-            "--poll-seconds",
-            "0.2",
-            "--timeout-seconds",
-            "60",
             *command,
         ],
         capture_output=True,
@@ -84,8 +79,10 @@ def mlpipe(*command: str) -> str:
     return result.stdout.strip()
 
 
-def served_version(api: httpx.Client, row: dict[str, float], variant: str) -> str:
-    answer = api.post("/predict", params={"variant": variant}, json={"instances": [row]})
+def served_version(api: httpx.Client, row: dict[str, float], variant: str | None) -> str:
+    """The version that answers ``row`` on ``variant`` (None: wherever the endpoint's weights send it)."""
+    params = {} if variant is None else {"variant": variant}
+    answer = api.post("/predict", params=params, json={"instances": [row]})
     _check(answer.status_code == 200, f"POST /predict?variant={variant}: {answer.status_code} {answer.text}")
     version: str = answer.json()["modelVersion"]
     return version
@@ -130,11 +127,16 @@ def run_smoke(stage: LocalStage, info: StageInfo) -> int:
         steps.append(f"read back {sync_id}")
 
         before = served_version(api, row, "ModelA")
-        steps.append(f"ModelA serves {before}")
+        challenger = served_version(api, row, "ModelB")
+        steps.append(f"ModelA serves {before}, ModelB {challenger}")
         steps.append(f"mlpipe models promote: {mlpipe('models', 'promote')}")
-        promoted = served_version(api, row, "ModelA")
-        _check(promoted != before, f"after promote ModelA still serves {promoted} (a stale cached answer?)")
-        steps.append(f"ModelA serves {promoted} after promote")
+        # the promoted champion takes all traffic where it ran; the previous one waits at weight 0
+        promoted = served_version(api, row, None)
+        _check(
+            promoted == challenger != before,
+            f"after promote the endpoint serves {promoted}, expected {challenger} (a stale cached answer?)",
+        )
+        steps.append(f"all traffic served by {promoted} after promote")
         steps.append(f"mlpipe models rollback: {mlpipe('models', 'rollback')}")
         rolled_back = served_version(api, row, "ModelA")
         _check(rolled_back == before, f"after rollback ModelA serves {rolled_back}, expected {before}")

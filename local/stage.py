@@ -420,7 +420,7 @@ class LocalStage:
         from mlpipe.artifact import read_artifact  # noqa: PLC0415
         from mlpipe.cli import build_lifecycle  # noqa: PLC0415
         from mlpipe.registry import ModelRegistry  # noqa: PLC0415
-        from mlpipe.stage import registry_location  # noqa: PLC0415
+        from mlpipe.stage import DIRECT, registry_location  # noqa: PLC0415
 
         location = registry_location(self.session.client("cloudformation"), STAGE)
         registry = ModelRegistry(
@@ -433,9 +433,9 @@ class LocalStage:
             self.log(
                 f"model {version}: {'registered' if created else 'already registered'} ({record.sha256[:12]})"
             )
-        lifecycle = build_lifecycle(
-            self.session, registry, stage=STAGE, poll_seconds=0.2, timeout_seconds=60, actor="local-stage"
-        )
+        # the start-up reconcile runs before the event dispatcher (as CloudFormation creates the
+        # endpoint before a rule can fire), so nobody else acts on it: the direct path, by name
+        lifecycle = build_lifecycle(self.session, registry, stage=STAGE, actor="local-stage", owner=DIRECT)
         verified = lifecycle.apply(lifecycle.desired())
         variants = ", ".join(f"{n}={v.version}@{v.weight:g}" for n, v in verified.variants.items())
         self.log(f"endpoint reconciled by mlpipe and verified: {variants}")
@@ -497,7 +497,7 @@ class LocalStage:
         )
         dispatcher.poll()  # the baseline: what exists now is not an event
         self.dispatcher = dispatcher
-        poller = Poller("events", dispatcher.poll, 0.25, self.log)
+        poller = Poller("events", lambda: (dispatcher.poll(), dispatcher.run_due_schedules()), 0.25, self.log)
         poller.start()
         self._stops.append(poller.stop)
         lines = dispatcher.describe()

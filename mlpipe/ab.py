@@ -22,6 +22,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
+from mlpipe.errors import UsageError
 from shared.predictions import BY_MODEL_VERSION_INDEX, PredictionRecord, timestamp
 
 Z_95 = 1.959963984540054
@@ -210,7 +211,14 @@ def markdown(stats: dict[str, VariantStats], since: datetime, until: datetime) -
 
 def chart(stats: dict[str, VariantStats], path: Path) -> Path:
     """Accuracy with its interval and latency p50/p99 per variant, side by side, as a PNG."""
-    import matplotlib  # noqa: PLC0415 - the CLI's report needs it; nothing else imports this module's chart
+    try:
+        import matplotlib  # noqa: PLC0415 - the CLI's report needs it; nothing else imports this module's chart
+    except ModuleNotFoundError:
+        raise UsageError(
+            "the A/B report's chart needs matplotlib, an optional extra of ml-pipeline: "
+            "`uv run --extra charts mlpipe ab report ...`, or `uv tool install '.[charts]'` / "
+            "`pipx install '.[charts]'`"
+        ) from None
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt  # noqa: PLC0415

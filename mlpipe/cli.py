@@ -3,13 +3,21 @@
     mlpipe [--stage local] [--json] models register PATH --version v2
     mlpipe models list | show v2 | history [--limit 20]
     mlpipe models deploy v2 --variant ModelB --weight 0.2
-    mlpipe models weights A=0.5 B=0.5 | promote | rollback | status | finish | unlock
+    mlpipe models weights A=0.5 B=0.5 | promote | rollback | retire | status | finish | unlock
     mlpipe ab report --since 24h [--output reports/ab]
 
-The stage's resources are read from its stacks' outputs. Credentials and region come from the
-usual AWS settings; ``AWS_ENDPOINT_URL`` points boto3 at the local stage's emulated account.
-Exit codes: 0 done, 1 failed (nothing half-done is left recorded), 2 the request was wrong
-(unknown version, invalid artifact, conflicting registration, missing stage).
+Global options (``--stage``, ``--json``, ``--poll-seconds``, ``--timeout-seconds``) are accepted
+anywhere on the line (``mlpipe models weights A=0.9 B=0.1 --json``).
+
+The stage's resources are read from its stacks' outputs, and so is who reconciles its endpoint
+(``mlpipe.stage.reconciler``: the deploy function where the stack has it, else mlpipe itself).
+Credentials come from the usual AWS settings; the region too, and where none is set (no
+``AWS_REGION``/``AWS_DEFAULT_REGION``, no profile region) the stage's region from
+``shared/config.py``. ``AWS_ENDPOINT_URL`` points boto3 at the local stage's emulated account.
+How often mlpipe checks a waiting request and how long it waits come from the stage's
+``lifecycle`` configuration. Exit codes: 0 done, 1 failed (nothing half-done is left recorded),
+2 the request was wrong (unknown version, invalid artifact, conflicting registration, missing
+stage, a deploy lock held by another request).
 """
 
 from __future__ import annotations
@@ -31,40 +39,63 @@ from mlpipe import ab
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
 from mlpipe.cache import stage_cache_flusher
-from mlpipe.errors import FAILURE_EXIT, BatchRunError, MissingStageError, MlpipeError
+from mlpipe.errors import FAILURE_EXIT, BatchRunError, MissingStageError, MlpipeError, UsageError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import batch_outputs, endpoint_outputs, registry_location
+from mlpipe.stage import (
+    Reconciler,
+    batch_outputs,
+    check_stage,
+    endpoint_outputs,
+    reconciler,
+    registry_location,
+)
 from mlpipe.state import CHALLENGER, VARIANTS, DesiredState, VerifiedState, parse_weights
 from shared.outputs import InferenceOutputs
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlpipe", description="ml-pipeline model lifecycle")
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes; on subcommands they default to "not given" (SUPPRESS), so
+    an option typed after the subcommand overrides the top level's value and one not typed keeps it.
+    """
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
     parser.add_argument(
-        "--stage", default=os.environ.get("MLPIPE_STAGE", "local"), help="environment (default: local)"
+        "--stage",
+        default=default(os.environ.get("MLPIPE_STAGE", "local")),
+        help="environment (default: $MLPIPE_STAGE, else local)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
     parser.add_argument(
         "--poll-seconds",
         type=float,
-        default=30.0,
-        help="how often to check an updating endpoint (default 30)",
-    )
-    parser.add_argument(
-        "--via-events",
-        action="store_true",
-        help="only set the desired state and wait for the stage's deploy function to reconcile it",
+        default=default(None),
+        help="how often to check a waiting request (default: the stage's lifecycle.poll_seconds)",
     )
     parser.add_argument(
         "--timeout-seconds",
         type=float,
-        default=3600.0,
-        help="give up waiting for the endpoint after this long",
+        default=default(None),
+        help="give up waiting after this long (default: the stage's lifecycle.wait_timeout_seconds)",
     )
-    groups = parser.add_subparsers(dest="group", required=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand parser takes the global options too (wherever the user types them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_options(self, top=False)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlpipe", description="ml-pipeline model lifecycle")
+    _add_global_options(parser, top=True)
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
     models = groups.add_parser("models", help="register and inspect model versions")
-    commands = models.add_subparsers(dest="command", required=True)
+    commands = models.add_subparsers(dest="command", required=True, parser_class=_Parser)
     register = commands.add_parser("register", help="upload a model.tar.gz and record it as a version")
     register.add_argument("path", type=Path)
     register.add_argument("--version", required=True)
@@ -81,11 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     weights.add_argument("pairs", nargs="+")
     commands.add_parser("promote", help="the challenger (ModelB) becomes the champion (ModelA)")
     commands.add_parser("rollback", help="go back to the previous verified state")
+    commands.add_parser(
+        "retire", help="end the rollback grace period now: retire the previous champion kept at weight 0"
+    )
     commands.add_parser("status", help="desired vs verified state and the last request")
-    commands.add_parser("unlock", help="release a deploy lock left by a deployment that died")
+    unlock = commands.add_parser("unlock", help="release a deploy lock left by a deployment that died")
+    unlock.add_argument("--yes", action="store_true", help="confirm without the prompt (scripts)")
     commands.add_parser("finish", help="verify and record a deployment that is still in progress")
     batch = groups.add_parser("batch", help="batch runs of the batch layer's state machine")
-    batch_commands = batch.add_subparsers(dest="command", required=True)
+    batch_commands = batch.add_subparsers(dest="command", required=True, parser_class=_Parser)
     batch_run = batch_commands.add_parser(
         "run", help="upload a CSV/JSON Lines file under the input prefix, run it, wait, print the manifest"
     )
@@ -93,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     batch_run.add_argument("--key", help="its name under the input prefix (default: the file's name)")
     batch_run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
     ab = groups.add_parser("ab", help="A/B evaluation of the variants")
-    ab_commands = ab.add_subparsers(dest="command", required=True)
+    ab_commands = ab.add_subparsers(dest="command", required=True, parser_class=_Parser)
     report = ab_commands.add_parser(
         "report", help="per-variant traffic, latency, errors, accuracy; Markdown + PNG"
     )
@@ -184,18 +219,26 @@ def build_lifecycle(
     registry: ModelRegistry,
     *,
     stage: str,
-    poll_seconds: float,
-    timeout_seconds: float,
-    via_events: bool = False,
+    poll_seconds: float | None = None,
+    timeout_seconds: float | None = None,
     actor: str | None = None,
+    owner: Reconciler | None = None,
+    progress: Any = None,
 ) -> Lifecycle:
-    """The lifecycle of ``stage``'s endpoint, from the inference stack's outputs (CLI and local stage)."""
+    """The lifecycle of ``stage``'s endpoint, from the inference stack's outputs (CLI and local stage).
+
+    Who reconciles comes from those outputs (``mlpipe.stage.reconciler``); ``owner`` is only for
+    the local stage's start-up, which reconciles before its event dispatcher runs (as
+    CloudFormation creates the endpoint before any rule can fire).
+    """
     outputs = endpoint_outputs(session.client("cloudformation"), stage)
+    settings = check_stage(stage).lifecycle
     target = EndpointTarget(
         endpoint_name=outputs[InferenceOutputs.ENDPOINT_NAME],
         execution_role_arn=outputs[InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN],
         image_uri=outputs[InferenceOutputs.INFERENCE_IMAGE_URI],
     )
+    owner = owner or reconciler(outputs)
     hooks = []
     if InferenceOutputs.REST_API_ID in outputs and InferenceOutputs.API_STAGE_NAME in outputs:
         hooks.append(
@@ -213,11 +256,19 @@ def build_lifecycle(
         sagemaker=session.client("sagemaker"),
         s3=session.client("s3"),
         actor=actor or _actor(session),
-        poll_seconds=poll_seconds,
-        timeout_seconds=timeout_seconds,
-        on_verified=[] if via_events else hooks,  # the deploy function flushes in that case
-        via_events=via_events,
+        poll_seconds=settings.poll_seconds if poll_seconds is None else poll_seconds,
+        timeout_seconds=settings.wait_timeout_seconds if timeout_seconds is None else timeout_seconds,
+        lock_ttl_seconds=settings.lock_ttl_seconds,
+        rollback_grace_seconds=settings.rollback_grace_seconds,
+        # the deploy function flushes the cache after the changes it verifies
+        on_verified=hooks if owner == "direct" else [],
+        reconciler=owner,
+        progress=progress,
     )
+
+
+def _progress(line: str) -> None:
+    print(f"mlpipe: {line}", file=sys.stderr, flush=True)
 
 
 def _lifecycle(
@@ -229,7 +280,7 @@ def _lifecycle(
         stage=args.stage,
         poll_seconds=args.poll_seconds,
         timeout_seconds=args.timeout_seconds,
-        via_events=args.via_events,
+        progress=_progress,
     )
 
 
@@ -243,38 +294,78 @@ def _describe(state: VerifiedState | DesiredState | None) -> str:
     return ", ".join(f"{name}={version}@{weight:g}" for name, (version, weight) in variants.items())
 
 
-def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
-    if args.command == "status":
-        desired, verified, last = lifecycle.desired(), lifecycle.verified(), lifecycle.last_request()
-        in_sync = verified is not None and verified.as_desired() == desired
-        request = "none" if last is None else f"{last.status} {last.at} {last.reason}".rstrip()
-        text = (
-            f"desired:  {_describe(desired)}\nverified: {_describe(verified)}"
-            f"{'' if in_sync else '  (differs from desired)'}\nlast request: {request}"
+def _status(_args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    desired, verified, last = lifecycle.desired(), lifecycle.verified(), lifecycle.last_request()
+    in_sync = verified is not None and verified.as_desired() == desired
+    request = "none" if last is None else f"{last.request_id} {last.status} {last.at} {last.reason}".rstrip()
+    text = (
+        f"desired:  {_describe(desired)}\nverified: {_describe(verified)}"
+        f"{'' if in_sync else '  (differs from desired)'}\nlast request: {request}"
+        f"\nreconciled by: {lifecycle.reconciler}"
+    )
+    if desired.traffic.standby is not None:
+        text += (
+            f"\nstandby: {desired.traffic.standby} on ModelA at weight 0 until "
+            f"{desired.traffic.standby_until} (rollback is a weights update until then)"
         )
-        data = {
-            "desired": desired.model_dump(),
-            "verified": verified.model_dump() if verified else None,
-            "in_sync": in_sync,
-            "last_request": last.model_dump() if last else None,
-        }
-        return text, data
-    if args.command == "unlock":
-        released = lifecycle.release_lock()
-        return ("lock released" if released else "no lock was held"), {"released": released}
-    if args.command == "finish":
-        finished = lifecycle.finish()
-        if finished is None:
-            return "the endpoint is still updating; run `mlpipe models finish` again later", {
-                "finished": False
-            }
-        return f"verified: {_describe(finished)}", {"finished": True, **finished.model_dump()}
-    if args.command == "rollback":
-        rolled_from, rolled_to = lifecycle.rollback()
-        return f"rolled back: {_describe(rolled_from)} -> {_describe(rolled_to)}", {
-            "from": rolled_from.model_dump(),
-            "to": rolled_to.model_dump(),
-        }
+    pending = lifecycle.pending()
+    if pending is not None:
+        text += f"\nlock: request {pending.request_id} by {pending.actor} since {pending.started_at}"
+    data = {
+        "reconciler": lifecycle.reconciler,
+        "desired": desired.model_dump(),
+        "verified": verified.model_dump() if verified else None,
+        "in_sync": in_sync,
+        "last_request": last.model_dump() if last else None,
+        "lock": pending.model_dump() if pending else None,
+    }
+    return text, data
+
+
+def _unlock(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    """Release the lock after the operator confirms (``--yes``, or typing the holder's request id)."""
+    pending = lifecycle.pending()
+    if pending is None:
+        return "no lock was held", {"released": False}
+    holder = f"request {pending.request_id} by {pending.actor}, started {pending.started_at}"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"the lock is held by {holder}; confirm with `mlpipe models unlock --yes`")
+        answer = input(f"release the lock of {holder}? type its request id to confirm: ")
+        if answer.strip() != pending.request_id:
+            raise UsageError("not confirmed; the lock is unchanged")
+    released = lifecycle.release_lock()
+    return (f"lock released ({holder})" if released else "no lock was held"), {"released": released}
+
+
+def _finish(_args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    if lifecycle.reconciler != "direct":
+        # the function verifies on the endpoint's state-change event: a second verifier would race it
+        raise UsageError(
+            "this stage's deploy function finishes its deployments; `mlpipe models status` shows them"
+        )
+    finished = lifecycle.finish()
+    if finished is None:
+        return "the endpoint is still updating; run `mlpipe models finish` again later", {"finished": False}
+    return f"verified: {_describe(finished)}", {"finished": True, **finished.model_dump()}
+
+
+def _rollback(_args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    rolled_from, rolled_to = lifecycle.rollback()
+    return f"rolled back: {_describe(rolled_from)} -> {_describe(rolled_to)}", {
+        "from": rolled_from.model_dump(),
+        "to": rolled_to.model_dump(),
+    }
+
+
+def _retire(_args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
+    retired = lifecycle.retire()
+    if retired is None:
+        return "no standby is kept; nothing to retire", {"retired": False}
+    return f"retired the standby: {_describe(retired)}", {"retired": True, **retired.model_dump()}
+
+
+def _change(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[str, Any]:
     before = lifecycle.verified()
     if args.command == "deploy":
         verified = lifecycle.deploy(args.version, variant=args.variant, weight=args.weight)
@@ -285,6 +376,18 @@ def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[
     return f"verified: {_describe(before)} -> {_describe(verified)}", verified.model_dump()
 
 
+LIFECYCLE_COMMANDS = {
+    "status": _status,
+    "unlock": _unlock,
+    "finish": _finish,
+    "rollback": _rollback,
+    "retire": _retire,
+    "deploy": _change,
+    "weights": _change,
+    "promote": _change,
+}
+
+
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
     group_command = {"ab": _ab_report, "batch": _batch_run}.get(args.group)
@@ -292,8 +395,8 @@ def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, 
         return group_command(args, session)
     location = registry_location(session.client("cloudformation"), args.stage)
     registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
-    if args.command in {"deploy", "weights", "promote", "rollback", "status", "unlock", "finish"}:
-        return _lifecycle_command(args, _lifecycle(args, session, registry))
+    if args.command in LIFECYCLE_COMMANDS:
+        return LIFECYCLE_COMMANDS[args.command](args, _lifecycle(args, session, registry))
     if args.command == "register":
         record, created = registry.register(read_artifact(args.path), args.version, actor=_actor(session))
         verb = "registered" if created else "already registered (same sha256), nothing changed:"
@@ -320,10 +423,24 @@ def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, 
     return "\n".join(lines) or "no history", [e.model_dump() for e in entries]
 
 
+def session_for(stage: str) -> boto3.session.Session:
+    """The usual AWS settings; where they name no region, the stage's region from config.
+
+    ``AWS_REGION`` (the AWS CLI's and SDKs' variable, which this botocore does not read itself)
+    wins, then ``AWS_DEFAULT_REGION`` and the profile's region, then the stage's.
+    """
+    config = check_stage(stage)  # an unknown stage is the user's error, before any AWS setting
+    session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
+    region: str | None = session.region_name  # the stubs say str; it is None when nothing names one
+    if region is None:
+        session = boto3.session.Session(region_name=config.region)
+    return session
+
+
 def main(argv: Sequence[str] | None = None, session: boto3.session.Session | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        text, data = run(args, session or boto3.session.Session())
+        text, data = run(args, session or session_for(args.stage))
     except MlpipeError as err:
         _emit(args, {"error": str(err)}, f"error: {err}", stream=sys.stderr)
         return err.exit_code

@@ -1,10 +1,24 @@
 """Reconcile the SageMaker endpoint to the desired state, verify it, record what it runs.
 
-One code path, two callers: ``mlpipe`` (directly, or by setting the desired state and letting
-the inference layer's deploy function run this) and that deploy function itself.
+One code path, two callers: ``mlpipe`` and the inference layer's deploy function.
+
+**One owner of reconciliation per stage** (``reconciler``, decided by ``mlpipe.stage.reconciler``
+from the inference stack's outputs, never by a flag): where the deploy function and its
+EventBridge rules are deployed, the function is the only reconciler; ``mlpipe`` takes the deploy
+lock for a new request id, writes the desired state, hands the request to the function (the lock
+says ``awaiting_function``) and waits for *that* request's verified outcome. Elsewhere ``mlpipe``
+reconciles itself (the direct path). The rules fire on every desired-state change in a stage that
+has them, so a direct reconcile there would race the function: that state is never entered.
+
+**The deploy lock** is a conditional write (``PutParameter`` without ``Overwrite``) taken before
+the desired state is written, so a second concurrent change is refused (exit 2, naming the request
+that holds it and when it started) instead of overwriting the first one's desired state. It
+carries an expiry (``lifecycle.lock_ttl_seconds``): a request that finds an expired lock takes it
+over, so a crashed holder never blocks the stage for longer; ``mlpipe models unlock`` releases it
+at once for an operator.
 
 A reconcile:
-1. takes the deploy lock (a conditional write: a second reconcile fails fast, nothing interleaves);
+1. takes the deploy lock (or, in the deploy function, adopts the request ``mlpipe`` handed over);
 2. reads the desired state and checks every version is registered and its artifact unchanged;
 3. if only the weights differ, calls ``UpdateEndpointWeightsAndCapacities``; otherwise creates
    the SageMaker models it needs and a new endpoint config (same variant names, so the
@@ -22,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -30,7 +44,7 @@ from pydantic import ValidationError
 
 from mlpipe.errors import ConflictError, MissingStageError, MlpipeError, UsageError
 from mlpipe.registry import ModelRegistry, VersionRecord, check_version
-from mlpipe.stage import RegistryLocation
+from mlpipe.stage import DEPLOY_FUNCTION, DIRECT, Reconciler, RegistryLocation
 from mlpipe.state import (
     CHALLENGER,
     CHAMPION,
@@ -71,8 +85,11 @@ class Lifecycle:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # called with the new verified state (e.g. flush the API stage cache)
     on_verified: list[Callable[[VerifiedState], None]] = field(default_factory=list)
-    # the CLI's --via-events: the stage's deploy function reconciles, mlpipe waits for its outcome
-    via_events: bool = False
+    # who reconciles this stage: the deploy function (mlpipe hands requests over and waits) or mlpipe
+    reconciler: Reconciler = DIRECT
+    lock_ttl_seconds: float = 4500.0  # shared.config.LifecycleConfig.lock_ttl_seconds
+    rollback_grace_seconds: float = 0.0  # shared.config.LifecycleConfig.rollback_grace_seconds
+    progress: Callable[[str], None] | None = None  # told what a waiting request is doing
 
     # ----- desired state -----
     def desired(self) -> DesiredState:
@@ -86,23 +103,34 @@ class Lifecycle:
             champion=champion, traffic=Traffic.model_validate_json(traffic) if traffic else Traffic()
         )
 
-    def set_desired(self, desired: DesiredState) -> None:
-        """Record what operators ask for (the event-driven path reconciles on each change).
+    def set_desired(self, desired: DesiredState, *, announce: bool = False) -> None:
+        """Record what operators ask for (the deploy function's rule fires on each change).
 
         Only parameters whose value changes are written, champion first, so a request that
         changes one of them makes one change event. A request that changes both (promote,
-        rollback) makes two; a deployment started on the first may run an intermediate state
-        (new champion, old traffic), and finishing it starts the deployment of the final one.
+        rollback) makes two: the deploy function deploys the request it adopted from the lock
+        (the whole desired state) on the first and finds the lock busy on the second. A parameter
+        change made without ``mlpipe`` (the seed's "update the parameter") starts a request of
+        the function's own. ``announce``: write ``traffic`` even when nothing changed, so the
+        function hears of a request that re-applies the current desired state (a retry).
         """
-        for version in {v.version for v in desired.variants().values()}:
-            self.registry.get(version)  # unknown versions are refused before anything changes
+        self._check_registered(desired)
         writes = (
             (self.location.parameters.active_version, desired.champion),
-            (self.location.parameters.traffic, desired.traffic.model_dump_json()),
+            (self.location.parameters.traffic, desired.traffic.parameter_value()),
         )
+        written = False
         for name, value in writes:
             if self._get(name) != value:
                 self.ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+                written = True
+        if announce and not written:
+            name, value = writes[1]
+            self.ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+
+    def _check_registered(self, desired: DesiredState) -> None:
+        for version in {v.version for v in desired.variants().values()}:
+            self.registry.get(version)  # unknown versions are refused before anything changes
 
     # ----- status -----
     def verified(self) -> VerifiedState | None:
@@ -131,7 +159,8 @@ class Lifecycle:
         """Serve ``version`` on ``variant``; ``weight`` is that variant's share of traffic."""
         check_version(version)
         self.registry.get(version)
-        current = self.desired()
+        # a new deployment needs ModelA's slot: a standby kept for a rollback is retired with it
+        current = self.desired().without_standby()
         if variant == CHALLENGER:
             share = current.traffic.challenger_weight if weight is None else weight
             desired = DesiredState(
@@ -152,6 +181,12 @@ class Lifecycle:
 
     def weights(self, weights: dict[str, float]) -> VerifiedState:
         current = self.desired()
+        if current.traffic.standby is not None:
+            raise UsageError(
+                f"ModelA holds the previous champion {current.traffic.standby} at weight 0 until "
+                f"{current.traffic.standby_until} (the rollback grace period after a promotion): "
+                "`mlpipe models rollback` returns to it, `mlpipe models retire` ends the window"
+            )
         if current.traffic.challenger is None and weights[CHALLENGER] > 0:
             raise UsageError(
                 "there is no challenger on ModelB; `mlpipe models deploy VERSION --variant ModelB` first"
@@ -163,51 +198,129 @@ class Lifecycle:
         current = self.desired()
         if current.traffic.challenger is None:
             raise UsageError("there is no challenger to promote")
-        return self.apply(DesiredState(champion=current.traffic.challenger))
+        if self.rollback_grace_seconds <= 0:
+            return self.apply(DesiredState(champion=current.traffic.challenger))
+        # all traffic to the challenger where it runs; the champion stays on ModelA at weight 0, so
+        # promoting and rolling back inside the window are weights updates of the same config
+        until = self.clock() + timedelta(seconds=self.rollback_grace_seconds)
+        traffic = Traffic(standby=current.champion, standby_until=until.isoformat(timespec="seconds"))
+        return self.apply(DesiredState(champion=current.traffic.challenger, traffic=traffic))
+
+    def retire(self) -> VerifiedState | None:
+        """End a standby now: the champion on both variants (a new endpoint config); None if none."""
+        current = self.desired()
+        if current.traffic.standby is None:
+            return None
+        return self.apply(current.without_standby())
+
+    def standby_expired(self, desired: DesiredState) -> bool:
+        until = desired.traffic.standby_until
+        return until is not None and self.clock() >= datetime.fromisoformat(until)
+
+    def start_retirement(self, desired: DesiredState) -> PendingDeployment:
+        """The deploy function's scheduled retirement of an expired standby (a request of its own)."""
+        request_id = uuid.uuid4().hex[:12]
+        self._acquire_lock(request_id)
+        target = desired.without_standby()
+        try:
+            self.set_desired(target)
+        except (MlpipeError, ClientError):
+            self.release_lock(request_id)
+            raise
+        return self._start(request_id, target)
 
     def rollback(self) -> tuple[VerifiedState, VerifiedState]:
-        """Desired state := the verified state before the current one. Returns (from, to)."""
+        """Desired state := the verified state before the current one. Returns (from, to).
+
+        A state with a standby counts as its champion alone: rolling back from a promotion goes to
+        the state before it (inside the grace period a weights update, past it a new config).
+        """
         history = self.verified_history()
         if not history:
             raise UsageError("nothing has been verified yet, so there is nothing to roll back to")
         current = history[-1]
+        serving = current.as_desired().without_standby()
         previous = next(
-            (s for s in reversed(history[:-1]) if s.as_desired() != current.as_desired()),
+            (s for s in reversed(history[:-1]) if s.as_desired().without_standby() != serving),
             None,
         )
         if previous is None:
             raise UsageError("there is no earlier verified state that differs from the current one")
-        return current, self.apply(previous.as_desired())
+        return current, self.apply(previous.as_desired().without_standby())
 
     def apply(self, desired: DesiredState) -> VerifiedState:
-        """Set the desired state, then reconcile to it now, or wait for the deploy function to."""
-        self.set_desired(desired)
-        if self.via_events:
-            return self.wait_for_deploy_function(desired)
-        return self.reconcile()
+        """One request: take the lock, set the desired state, and reconcile or hand it over and wait.
 
-    def wait_for_deploy_function(self, desired: DesiredState) -> VerifiedState:
-        """Wait until a verified state matches ``desired`` or the request for it failed."""
-        waited = 0.0
+        The lock is taken before the desired state is written, so a concurrent request is refused
+        before it can change what this one asked for.
+        """
+        self._check_registered(desired)
+        started = time.monotonic()
+        request_id = uuid.uuid4().hex[:12]
+        by_function = self.reconciler == DEPLOY_FUNCTION
+        self._acquire_lock(
+            request_id, desired=desired if by_function else None, awaiting_function=by_function
+        )
+        try:
+            self.set_desired(desired, announce=by_function)
+        except (MlpipeError, ClientError):
+            self.release_lock(request_id)
+            raise
+        if by_function:
+            self._say(
+                f"request {request_id}: desired state written; the stage's deploy function reconciles it"
+            )
+            verified = self.wait_for_request(request_id)
+        else:
+            verified = self.reconcile(request_id, desired)
+        self._say(f"request {request_id}: verified in {time.monotonic() - started:.2f} s")
+        return verified
+
+    def wait_for_request(self, request_id: str) -> VerifiedState:
+        """Wait for the deploy function's verified outcome of ``request_id`` (its ``last-request``)."""
+        waited, said = 0.0, ""
         while True:
-            verified = self.verified()
-            if verified is not None and verified.as_desired() == desired:
-                return verified
             last = self.last_request()
-            if last is not None and last.desired == desired and last.status == "failed":
-                raise MlpipeError(f"the deploy function's request {last.request_id} failed: {last.reason}")
+            if last is not None and last.request_id == request_id:
+                if last.status == "failed":
+                    raise MlpipeError(f"request {request_id} failed in the deploy function: {last.reason}")
+                verified = self.verified()
+                if last.status == "succeeded" and verified is not None and verified.request_id == request_id:
+                    return verified
+                pending = self.pending()
+                if pending is not None and pending.request_id == request_id and pending.endpoint_config:
+                    how = "weights update of" if pending.weights_only else "deployment of new endpoint config"
+                    news = (
+                        f"request {request_id}: {how} {pending.endpoint_config} started; "
+                        "waiting for the endpoint"
+                    )
+                    if news != said:
+                        self._say(news)
+                        said = news
             if waited >= self.timeout_seconds:
                 raise MlpipeError(
-                    f"no verified state matches the request after {waited:.0f}s; the deploy function may "
-                    "still be working (`mlpipe models status`) or not be running"
+                    f"request {request_id} has no verified outcome after {waited:.0f}s; the deploy function "
+                    "may still be working (`mlpipe models status`) or not be running (its lock expires)"
                 )
             self.sleep(self.poll_seconds)
             waited += self.poll_seconds
 
+    def _say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
     # ----- the reconcile: start (lock, models, update call) and finish (verify, record) -----
-    def reconcile(self) -> VerifiedState:
-        """Start a deployment and wait for it to finish (the direct path of ``mlpipe``)."""
-        self.start()
+    def reconcile(self, request_id: str | None = None, desired: DesiredState | None = None) -> VerifiedState:
+        """Start a deployment and wait for it to finish (the direct path of ``mlpipe``).
+
+        ``request_id``: the lock this caller already holds; None takes it now.
+        """
+        if request_id is None:
+            request_id = uuid.uuid4().hex[:12]
+            self._acquire_lock(request_id)
+        pending = self._start(request_id, desired)
+        how = "weights update of" if pending.weights_only else "deployment of new endpoint config"
+        self._say(f"request {request_id}: {how} {pending.endpoint_config} started; waiting for the endpoint")
         waited = 0.0
         while (verified := self.finish()) is None:
             if waited >= self.timeout_seconds:
@@ -224,13 +337,27 @@ class Lifecycle:
         """Take the lock, read the desired state, create what is missing and ask SageMaker to update.
 
         Returns at once; ``finish`` verifies. The deploy function runs this on a change of the
-        desired parameters and ``finish`` on the endpoint's state-change event.
+        desired parameters and ``finish`` on the endpoint's state-change event. A lock that
+        ``mlpipe`` handed over (``awaiting_function``) is adopted: the request keeps its id and its
+        desired state, and the ``mlpipe`` waiting for it sees its outcome. The function runs one
+        invocation at a time (reserved concurrency 1), so two invocations never adopt one request.
         """
+        holder = self.pending()
+        if (
+            holder is not None
+            and holder.awaiting_function
+            and holder.desired is not None
+            and not self._expired(holder)
+        ):
+            return self._start(holder.request_id, holder.desired)
         request_id = uuid.uuid4().hex[:12]
         self._acquire_lock(request_id)
-        desired: DesiredState | None = None
+        return self._start(request_id, None)
+
+    def _start(self, request_id: str, desired: DesiredState | None) -> PendingDeployment:
+        """With the lock held for ``request_id``: deploy ``desired`` (None: the desired parameters)."""
         try:
-            desired = self.desired()
+            desired = desired or self.desired()
             self._record_request(request_id, "in-progress", desired)
             records = {name: self.registry.get(t.version) for name, t in desired.variants().items()}
             pending = self._begin(desired, records, request_id)
@@ -326,10 +453,8 @@ class Lifecycle:
             self.sagemaker.update_endpoint(
                 EndpointName=name, EndpointConfigName=target_config, RetainDeploymentConfig=True
             )
-        return PendingDeployment(
-            request_id=request_id,
-            actor=self.actor,
-            started_at=self.clock().isoformat(timespec="seconds"),
+        return self._lock_content(
+            request_id,
             desired=desired,
             endpoint_config=target_config,
             models=models,
@@ -366,6 +491,7 @@ class Lifecycle:
             endpoint_config=endpoint["EndpointConfigName"],
             verified_at=self.clock().isoformat(timespec="seconds"),
             request_id=pending.request_id,
+            standby_until=pending.desired.traffic.standby_until,
         )
 
     def _ensure_model(self, record: VersionRecord, template: dict[str, Any]) -> str:
@@ -492,25 +618,57 @@ class Lifecycle:
             Overwrite=True,
         )
 
-    def _acquire_lock(self, request_id: str) -> None:
-        holder = PendingDeployment(
-            request_id=request_id, actor=self.actor, started_at=self.clock().isoformat(timespec="seconds")
+    def _acquire_lock(
+        self, request_id: str, *, desired: DesiredState | None = None, awaiting_function: bool = False
+    ) -> None:
+        holder = self._lock_content(request_id, awaiting_function=awaiting_function, desired=desired)
+        for _attempt in range(2):
+            try:
+                self.ssm.put_parameter(
+                    Name=self.location.parameters.deploy_lock,
+                    Value=holder.model_dump_json(),
+                    Type="String",
+                    Overwrite=False,  # the conditional write: only one request at a time
+                )
+                return
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "ParameterAlreadyExists":
+                    raise
+            value = self._get(self.location.parameters.deploy_lock)
+            try:
+                current = PendingDeployment.model_validate_json(value or "")
+            except ValidationError:
+                raise ConflictError(
+                    f"another deployment holds the lock ({value}); release it with `mlpipe models unlock`"
+                ) from None
+            if not self._expired(current):
+                until = f", expires {current.expires_at}" if current.expires_at else ""
+                raise ConflictError(
+                    f"another deployment holds the lock: request {current.request_id} by {current.actor}, "
+                    f"started {current.started_at}{until}. Wait for it (`mlpipe models status`); if its "
+                    "holder died, the lock expires, or release it now with `mlpipe models unlock`"
+                )
+            # the holder died: take its lock over. Parameter Store has no conditional delete, so
+            # delete only if the value is still the expired one (a competitor that took it over
+            # meanwhile wrote a new value), then retry the conditional create.
+            self._say(f"taking over the expired lock of request {current.request_id} ({current.started_at})")
+            if self._get(self.location.parameters.deploy_lock) == value:
+                self.release_lock(current.request_id)
+        raise ConflictError("another request took the expired deploy lock over first; try again")
+
+    def _lock_content(self, request_id: str, **fields: Any) -> PendingDeployment:
+        """The lock of ``request_id`` held from now, expiring after ``lock_ttl_seconds``."""
+        now = self.clock()
+        return PendingDeployment(
+            request_id=request_id,
+            actor=self.actor,
+            started_at=now.isoformat(timespec="seconds"),
+            expires_at=(now + timedelta(seconds=self.lock_ttl_seconds)).isoformat(timespec="seconds"),
+            **fields,
         )
-        try:
-            self.ssm.put_parameter(
-                Name=self.location.parameters.deploy_lock,
-                Value=holder.model_dump_json(),
-                Type="String",
-                Overwrite=False,  # the conditional write: only one deployment at a time
-            )
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "ParameterAlreadyExists":
-                raise
-            current = self._get(self.location.parameters.deploy_lock) or "{}"
-            raise ConflictError(
-                f"another deployment holds the lock ({current}); wait for it to finish. If it died, "
-                "check the endpoint with `mlpipe models status` and release it with `mlpipe models unlock`"
-            ) from None
+
+    def _expired(self, holder: PendingDeployment) -> bool:
+        return holder.expires_at is not None and self.clock() >= datetime.fromisoformat(holder.expires_at)
 
     def release_lock(self, request_id: str | None = None) -> bool:
         """Delete the lock (only ours, unless ``request_id`` is None: the operator's forced unlock)."""

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from botocore.exceptions import ClientError
 
 from mlpipe.errors import MissingStageError
-from shared.config import ENVIRONMENTS
+from shared.config import ENVIRONMENTS, EnvironmentConfig
 from shared.model_parameters import ModelParameterNames
 from shared.outputs import BatchOutputs, DataOutputs, InferenceOutputs
+
+Reconciler = Literal["deploy-function", "direct"]
+DEPLOY_FUNCTION: Final = "deploy-function"
+DIRECT: Final = "direct"
+
+
+def reconciler(inference_outputs: Mapping[str, str]) -> Reconciler:
+    """Who reconciles a stage's endpoint, read from its inference stack's outputs.
+
+    The deploy function and its EventBridge rules (desired-state change, endpoint state change)
+    are created together in the inference stack, which then outputs the function's name. Where
+    that output exists the rules fire on every change of the desired state, so the function must
+    be the only reconciler: ``mlpipe`` hands each request over and waits for its outcome. A stack
+    without it (e.g. an account with only the data stack and an endpoint) has nobody else to
+    reconcile, so ``mlpipe`` does (the direct path). Never a user's flag: a forgotten flag in a
+    stage with the rules would be two reconcilers racing on one request.
+    """
+    return DEPLOY_FUNCTION if InferenceOutputs.DEPLOY_FUNCTION_NAME in inference_outputs else DIRECT
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,13 @@ class RegistryLocation:
         return "registry/history/"
 
 
+def check_stage(stage: str) -> EnvironmentConfig:
+    """The configuration of ``stage``; a usage error naming the known stages for any other name."""
+    if stage not in ENVIRONMENTS:
+        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
+    return ENVIRONMENTS[stage]
+
+
 def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
@@ -46,10 +72,7 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
 
 def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
     """Read the registry's location from ``ml-pipeline-data-{stage}``'s outputs."""
-    if stage not in ENVIRONMENTS:
-        known = ", ".join(sorted(ENVIRONMENTS))
-        raise MissingStageError(f"unknown stage {stage!r}; known stages: {known}")
-    stack_name = ENVIRONMENTS[stage].stack_name("data")
+    stack_name = check_stage(stage).stack_name("data")
     outputs = stack_outputs(cloudformation, stack_name)
     try:
         return RegistryLocation(
@@ -64,9 +87,7 @@ def registry_location(cloudformation: Any, stage: str) -> RegistryLocation:
 
 def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     """The inference stack's endpoint outputs (``ml-pipeline-inference-{stage}``)."""
-    if stage not in ENVIRONMENTS:
-        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
-    stack_name = ENVIRONMENTS[stage].stack_name("inference")
+    stack_name = check_stage(stage).stack_name("inference")
     outputs = stack_outputs(cloudformation, stack_name)
     keys = (
         InferenceOutputs.ENDPOINT_NAME,
@@ -76,15 +97,17 @@ def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     missing = [key for key in keys if key not in outputs]
     if missing:
         raise MissingStageError(f"stack {stack_name} has no output {', '.join(missing)}; is it up to date?")
-    optional = (InferenceOutputs.REST_API_ID, InferenceOutputs.API_STAGE_NAME)
+    optional = (
+        InferenceOutputs.REST_API_ID,
+        InferenceOutputs.API_STAGE_NAME,
+        InferenceOutputs.DEPLOY_FUNCTION_NAME,
+    )
     return {key: outputs[key] for key in (*keys, *optional) if key in outputs}
 
 
 def batch_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
     """The batch stack's outputs (``ml-pipeline-batch-{stage}``): what a batch run needs."""
-    if stage not in ENVIRONMENTS:
-        raise MissingStageError(f"unknown stage {stage!r}; known stages: {', '.join(sorted(ENVIRONMENTS))}")
-    stack_name = ENVIRONMENTS[stage].stack_name("batch")
+    stack_name = check_stage(stage).stack_name("batch")
     outputs = stack_outputs(cloudformation, stack_name)
     keys = (BatchOutputs.STATE_MACHINE_ARN, BatchOutputs.INPUT_BUCKET_NAME, BatchOutputs.INPUT_PREFIX)
     missing = [key for key in keys if key not in outputs]

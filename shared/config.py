@@ -448,6 +448,36 @@ class BatchConfig(_Frozen):
     report_function: FunctionConfig = FunctionConfig(memory_mb=256, timeout_seconds=60)
 
 
+class LifecycleConfig(_Frozen):
+    """How ``mlpipe`` changes the endpoint: waiting, the deploy lock, the rollback grace period.
+
+    - ``poll_seconds``: how often ``mlpipe`` reads the request's outcome and the endpoint's status
+      while it waits (the deploy function reacts to the endpoint's own state-change events; this
+      is only how soon the waiting operator hears of it).
+    - ``wait_timeout_seconds``: how long ``mlpipe`` waits for one request's verified outcome before
+      it gives up waiting (the deployment itself goes on; ``mlpipe models status`` shows it).
+    - ``lock_ttl_seconds``: a deploy lock older than this belongs to a holder that died; the next
+      request takes it over. It must outlast the longest deployment SageMaker may run.
+    - ``rollback_grace_seconds``: after ``promote``, the previous champion stays deployed at weight
+      0 this long, so a rollback in that window is a weights update (no new endpoint config, no
+      blue/green deployment); 0 turns the grace period off.
+    - ``standby_check_minutes``: how often the deploy function's schedule looks for a standby whose
+      window has passed, to retire it (so a standby outlives its window by at most this).
+    """
+
+    poll_seconds: Annotated[float, Field(gt=0.0, le=60.0)] = 10.0
+    wait_timeout_seconds: PositiveInt = 4200
+    lock_ttl_seconds: PositiveInt = 4500
+    rollback_grace_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 3600
+    standby_check_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
+
+    @model_validator(mode="after")
+    def _lock_outlasts_the_wait(self) -> LifecycleConfig:
+        if self.lock_ttl_seconds < self.wait_timeout_seconds:
+            raise ValueError("lock_ttl_seconds must not be shorter than wait_timeout_seconds")
+        return self
+
+
 class SloConfig(_Frozen):
     """Service levels the load tests gate on (``nox -s load``)."""
 
@@ -480,6 +510,7 @@ class EnvironmentConfig(_Frozen):
     inference: InferenceConfig = InferenceConfig()
     batch: BatchConfig = BatchConfig()
     slo: SloConfig = SloConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @field_validator("name")
     @classmethod
@@ -605,6 +636,13 @@ def _build_environments() -> dict[str, EnvironmentConfig]:
                 # everything (emulated account, handlers, model servers, locust) shares 2 cores here;
                 # moto's garbage-collection pauses alone reach 70-200 ms
                 slo=SloConfig(p99_latency_ms=1000),
+                # the emulated endpoint updates in milliseconds: poll often, give up and expire soon
+                lifecycle=LifecycleConfig(
+                    poll_seconds=0.1,
+                    wait_timeout_seconds=60,
+                    lock_ttl_seconds=120,
+                    rollback_grace_seconds=900,
+                ),
             ),
             EnvironmentConfig(
                 name="dev",

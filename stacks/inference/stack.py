@@ -352,3 +352,11 @@ class InferenceStack(cdk.Stack):
             ),
             targets=[target],
         )
+        events.Rule(
+            self,
+            "StandbyCheck",
+            rule_name=config.resource_name("standby-check"),
+            description="Retires the previous champion kept at weight 0 after its rollback grace period",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(config.lifecycle.standby_check_minutes)),
+            targets=[target],
+        )

@@ -336,6 +336,13 @@ def test_desired_state_changes_and_endpoint_changes_invoke_the_deploy_function(e
     )
     endpoint = rules[config.resource_name("endpoint-state-changed")]["EventPattern"]
     assert endpoint["detail"] == {"EndpointName": [config.resource_name("endpoint")]}
+    # the schedule that retires a standby kept after a promotion once its grace period is over
+    standby = rules[config.resource_name("standby-check")]
+    assert standby["ScheduleExpression"] == f"rate({config.lifecycle.standby_check_minutes} minutes)"
+    assert set(rules) == {
+        config.resource_name(name)
+        for name in ("desired-state-changed", "endpoint-state-changed", "standby-check")
+    }
     for rule in rules.values():
         (target,) = rule["Targets"]
         assert "DeadLetterConfig" in target

@@ -99,10 +99,12 @@ def test_promote_and_rollback_change_the_served_version_with_no_stale_cache(
     row = unique_rows(3000)[2500]
     first = predict(api, row, "ModelA").json()["modelVersion"]
     assert predict(api, row, "ModelA").json()["modelVersion"] == first  # cached or not: the same version
+    challenger = predict(api, row, "ModelB").json()["modelVersion"]
     mlpipe("models", "promote")
     try:
-        promoted = predict(api, row, "ModelA").json()["modelVersion"]
-        assert promoted != first
+        # the challenger takes all traffic where it runs (the old champion waits at weight 0)
+        promoted = {predict(api, row).json()["modelVersion"] for _ in range(5)}
+        assert promoted == {challenger} != {first}
     finally:
         mlpipe("models", "rollback")
     assert predict(api, row, "ModelA").json()["modelVersion"] == first

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
@@ -10,6 +12,8 @@ from pydantic import ValidationError
 
 from local.emulator import apigateway as apigateway_ext
 from mlpipe.errors import MlpipeError
+from mlpipe.lifecycle import Lifecycle
+from mlpipe.stage import DEPLOY_FUNCTION
 from mlpipe.state import DesiredState, Traffic
 from stacks.inference.runtime.deploy.handler import Settings, build_lifecycle, handler, route
 from tests.unit.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE
@@ -140,8 +144,18 @@ def test_invalid_configuration_is_refused_with_the_field_named(environment):
         Settings.from_environment(missing)
 
 
-def test_mlpipe_via_events_sets_the_desired_state_and_waits_for_the_deploy_function(lifecycle, settings, aws):
-    """The CLI's --via-events path, with the deploy function reacting while mlpipe waits."""
+@pytest.fixture
+def operator(lifecycle, settings, aws):
+    """mlpipe in a stage with the deploy function: it hands requests over and waits."""
+    cli = Lifecycle(**{**lifecycle.__dict__, "actor": "alice", "on_verified": []})
+    cli.reconciler = DEPLOY_FUNCTION
+    cli.poll_seconds = 1.0
+    cli.timeout_seconds = 10.0
+    return cli
+
+
+def test_mlpipe_hands_its_request_to_the_deploy_function_and_waits_for_that_request(operator, settings, aws):
+    """One reconciler: mlpipe only locks, writes the desired state and waits; the function deploys."""
     events = iter(
         [
             parameter_change(f"{PATH}/traffic"),
@@ -150,22 +164,97 @@ def test_mlpipe_via_events_sets_the_desired_state_and_waits_for_the_deploy_funct
         ]
     )
     function = build_lifecycle(settings, aws)
-    lifecycle.via_events = True
-    lifecycle.poll_seconds = 1.0
-    lifecycle.sleep = lambda _seconds: route(next(events), settings, function)
-    verified = lifecycle.deploy("v2", variant="ModelB", weight=0.3)
+    outcomes: list[str] = []
+    lock_holders: list[str] = []
+
+    def function_reacts(_seconds: float) -> None:
+        pending = operator.pending()
+        if pending is not None:
+            lock_holders.append(pending.request_id)
+        outcomes.append(route(next(events), settings, function).action)
+
+    operator.sleep = function_reacts
+    said: list[str] = []
+    operator.progress = said.append
+    sagemaker_calls: list[str] = []
+    operator.sagemaker = _Recording(operator.sagemaker, sagemaker_calls)
+    verified = operator.deploy("v2", variant="ModelB", weight=0.3)
     assert verified.variants["ModelB"].version == "v2"
     assert verified.variants["ModelB"].weight == 0.3
+    assert outcomes == ["started", "waiting", "finished"]
+    assert len(set(lock_holders)) == 1, "the function adopted mlpipe's request, same id throughout"
+    assert verified.request_id == lock_holders[0]
+    last = operator.last_request()
+    assert last is not None
+    assert (last.request_id, last.status) == (verified.request_id, "succeeded")
+    assert not [c for c in sagemaker_calls if c.startswith(("update_", "create_"))], "mlpipe changed nothing"
+    assert any("desired state written" in line for line in said)
+    assert any("started; waiting for the endpoint" in line for line in said)
 
 
-def test_via_events_reports_the_deploy_function_failure(lifecycle, settings, aws):
-    lifecycle.via_events = True
-    lifecycle.timeout_seconds = 5.0
-    lifecycle.poll_seconds = 1.0
+class _Recording:
+    def __init__(self, client, calls: list[str]) -> None:
+        self._client, self._calls = client, calls
+
+    def __getattr__(self, name: str):
+        self._calls.append(name)
+        return getattr(self._client, name)
+
+
+def test_the_second_parameter_event_of_a_promotion_finds_the_request_already_started(operator, settings, aws):
+    """promote writes active-version and traffic: two events, one deployment of the whole request."""
+    function = build_lifecycle(settings, aws)
+    operator.rollback_grace_seconds = 600
+    events = iter(
+        [
+            parameter_change(f"{PATH}/traffic"),
+            endpoint_change(ENDPOINT, "UPDATING"),
+            endpoint_change(ENDPOINT),
+            parameter_change(f"{PATH}/active-version"),
+            parameter_change(f"{PATH}/traffic"),
+            endpoint_change(ENDPOINT, "UPDATING"),
+            endpoint_change(ENDPOINT),
+        ]
+    )
+    outcomes: list[str] = []
+    operator.sleep = lambda _s: outcomes.append(route(next(events), settings, function).action)
+    operator.deploy("v2", variant="ModelB", weight=0.3)
+    promoted = operator.promote()
+    assert outcomes[3:] == ["started", "busy", "waiting", "finished"]
+    assert {k: (v.version, v.weight) for k, v in promoted.variants.items()} == {
+        "ModelA": ("v1", 0.0),
+        "ModelB": ("v2", 1.0),
+    }
+
+
+def test_mlpipe_reports_the_deploy_function_failure_of_its_request(operator, settings, aws):
     aws.client("s3").put_object(Bucket=BUCKET, Key="models/v2/model.tar.gz", Body=b"tampered")
     function = build_lifecycle(settings, aws)
-    lifecycle.sleep = lambda _seconds: route(parameter_change(f"{PATH}/traffic"), settings, function)
+    operator.sleep = lambda _seconds: route(parameter_change(f"{PATH}/traffic"), settings, function)
     with pytest.raises(
-        MlpipeError, match=r"deploy function's request .* failed: .*overwritten outside mlpipe"
+        MlpipeError, match=r"request \w+ failed in the deploy function: .*overwritten outside"
     ):
-        lifecycle.deploy("v2", variant="ModelB", weight=0.3)
+        operator.deploy("v2", variant="ModelB", weight=0.3)
+    assert operator.pending() is None, "the failed request released the lock"
+
+
+def test_a_scheduled_event_retires_an_expired_standby_and_nothing_else(operator, settings, aws):
+    function = build_lifecycle(settings, aws)
+    scheduled = EventBridgeEvent(
+        {**parameter_change(f"{PATH}/traffic").raw_event, "detail-type": "Scheduled Event", "detail": {}}
+    )
+    assert route(scheduled, settings, function).action == "ignored"  # no standby
+    operator.rollback_grace_seconds = 60
+    events = itertools.cycle([parameter_change(f"{PATH}/traffic"), endpoint_change(ENDPOINT)])
+    operator.sleep = lambda _s: route(next(events), settings, function)
+    operator.deploy("v2", variant="ModelB", weight=0.3)
+    operator.promote()
+    assert route(scheduled, settings, function).detail.startswith("standby v1 is kept until")
+    function.clock = lambda: datetime.now(UTC) + timedelta(seconds=120)
+    started = route(scheduled, settings, function)
+    assert started.action == "started"
+    assert route(endpoint_change(ENDPOINT, "UPDATING"), settings, function).action == "waiting"
+    assert route(endpoint_change(ENDPOINT), settings, function).action == "finished"
+    verified = function.verified()
+    assert verified is not None
+    assert {v.version for v in verified.variants.values()} == {"v2"}

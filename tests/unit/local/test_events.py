@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -17,6 +17,7 @@ from local.events import (
     event_rules,
     event_status,
     matches,
+    rate_seconds,
 )
 from shared.config import get_config
 from tests.unit.conftest import IMAGE, ROLE
@@ -30,6 +31,7 @@ SCHEDULE_RULE = "ml-pipeline-batch-schedule-local-us-east-1"
 INPUT_RULE = "ml-pipeline-batch-input-created-local-us-east-1"
 DESIRED_RULE = "ml-pipeline-desired-state-changed-local-us-east-1"
 ENDPOINT_RULE = "ml-pipeline-endpoint-state-changed-local-us-east-1"
+STANDBY_RULE = "ml-pipeline-standby-check-local-us-east-1"
 ACTIVE = "/ml-pipeline/local/models/active-version"
 TRAFFIC = "/ml-pipeline/local/models/traffic"
 UNWATCHED = "/ml-pipeline/local/models/registry-notes"
@@ -198,8 +200,12 @@ def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
     rules = {r.name: r for r in event_rules(templates)}
     assert {r.stack_name for r in rules.values()} == {INFERENCE, BATCH}
     rules = {name: rule for name, rule in rules.items() if rule.stack_name == INFERENCE}
-    assert set(rules) == {DESIRED_RULE, ENDPOINT_RULE}
-    desired, endpoint = rules[DESIRED_RULE], rules[ENDPOINT_RULE]
+    assert set(rules) == {DESIRED_RULE, ENDPOINT_RULE, STANDBY_RULE}
+    desired, endpoint, standby = rules[DESIRED_RULE], rules[ENDPOINT_RULE], rules[STANDBY_RULE]
+    assert (
+        standby.schedule_expression == f"rate({get_config('local').lifecycle.standby_check_minutes} minutes)"
+    )
+    assert standby.event_pattern is None
     assert desired.enabled
     assert endpoint.enabled
     assert desired.schedule_expression is None
@@ -214,7 +220,7 @@ def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
         "detail-type": ["SageMaker Endpoint State Change"],
         "detail": {"EndpointName": [ENDPOINT]},
     }
-    for spec in (desired, endpoint):
+    for spec in (desired, endpoint, standby):
         (target,) = spec.targets
         assert target.function_logical_id == deploy_function_id(templates)
         assert target.unsupported is None
@@ -731,14 +737,20 @@ def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatche
         f"rule {ENDPOINT_RULE}: aws.sagemaker SageMaker Endpoint State Change of {ENDPOINT} (polled)"
     )
     assert lines[3].startswith(target)
+    minutes = get_config("local").lifecycle.standby_check_minutes
+    assert lines[4] == (
+        f"rule {STANDBY_RULE}: schedule rate({minutes} minutes): "
+        f"runs every {minutes * 60} s (run_due_schedules)"
+    )
+    assert lines[5].startswith(target)
     # the batch layer's rules: listed with why they are not driven (runs start with mlpipe batch run)
-    assert lines[4].startswith(
+    assert lines[6].startswith(
         f"rule {SCHEDULE_RULE}: schedule {get_config('local').batch.schedule}: not driven"
     )
-    assert lines[6].startswith(f"rule {INPUT_RULE}: ")
-    assert "not emitted locally" in lines[6]
-    assert all("not invoked" in line for line in (lines[5], lines[7]))
-    assert len(lines) == 8
+    assert lines[8].startswith(f"rule {INPUT_RULE}: ")
+    assert "not emitted locally" in lines[8]
+    assert all("not invoked" in line for line in (lines[7], lines[9]))
+    assert len(lines) == 10
 
 
 def fake_ssm():
@@ -758,12 +770,11 @@ def dispatcher_for_fakes(rules, functions=None, **options) -> EventDispatcher:
         resolve_function=lambda logical_id: {"Fn": "fn-physical"}[logical_id],
         account=ACCOUNT,
         region=REGION,
-        clock=lambda: NOW,
-        **options,
+        **{"clock": lambda: NOW, **options},
     )
 
 
-def test_schedule_rules_are_listed_as_not_driven_and_run_on_demand():
+def test_schedule_rules_run_on_demand_and_only_rate_rules_on_the_clock():
     templates = hand_template(
         Hourly=rule("hourly", to_function(), schedule="rate(1 hour)"),
         Paused=rule("paused", to_function(), schedule="cron(0 12 * * ? *)", state="DISABLED"),
@@ -772,7 +783,7 @@ def test_schedule_rules_are_listed_as_not_driven_and_run_on_demand():
     dispatcher = dispatcher_for_fakes(event_rules(templates), functions)
     assert (
         dispatcher.describe()[0]
-        == "rule hourly: schedule rate(1 hour): not driven (run on demand with run_schedule)"
+        == "rule hourly: schedule rate(1 hour): runs every 3600 s (run_due_schedules)"
     )
     assert dispatcher.describe()[2].startswith(
         "rule paused: schedule cron(0 12 * * ? *), DISABLED: not driven"
@@ -831,3 +842,40 @@ def test_rules_on_a_custom_bus_get_no_service_events():
     assert (
         dispatcher.describe()[0] == "rule on-bus: not driven (event bus orders; service events go to default)"
     )
+
+
+def test_rate_rules_run_once_per_period_from_the_start_and_cron_rules_never_on_the_clock():
+    templates = hand_template(
+        Often=rule("often", to_function(), schedule="rate(5 minutes)"),
+        Daily=rule("daily", to_function(), schedule="cron(0 2 * * ? *)"),
+    )
+    now = {"t": NOW}
+    functions = Functions()
+    dispatcher = dispatcher_for_fakes(event_rules(templates), functions, clock=lambda: now["t"])
+    assert dispatcher.run_due_schedules() == [], "a new rule first runs one period after it exists"
+    now["t"] = NOW + timedelta(minutes=5)
+    assert [d.rule for d in dispatcher.run_due_schedules()] == ["often"]
+    assert dispatcher.run_due_schedules() == []
+    now["t"] = NOW + timedelta(minutes=21)  # three periods missed: one run, the next on the grid
+    assert [d.rule for d in dispatcher.run_due_schedules()] == ["often"]
+    now["t"] = NOW + timedelta(minutes=24)
+    assert dispatcher.run_due_schedules() == []
+    now["t"] = NOW + timedelta(minutes=25)
+    assert [d.rule for d in dispatcher.run_due_schedules()] == ["often"]
+    assert len(functions.calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [
+        ("rate(1 minute)", 60.0),
+        ("rate(5 minutes)", 300.0),
+        ("rate(2 hours)", 7200.0),
+        ("rate(1 day)", 86400.0),
+        ("cron(0 2 * * ? *)", None),
+        ("rate(five minutes)", None),
+        (None, None),
+    ],
+)
+def test_rate_seconds(expression, seconds):
+    assert rate_seconds(expression) == seconds

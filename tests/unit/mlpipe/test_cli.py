@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from local.emulator import apigateway as apigateway_ext
-from mlpipe.cli import main
+from mlpipe.cli import build_lifecycle, main, session_for
+from mlpipe.registry import ModelRegistry
+from mlpipe.stage import DEPLOY_FUNCTION, DIRECT, reconciler, registry_location
+from shared.outputs import InferenceOutputs
 from tests.unit.conftest import PATH
 
 
@@ -51,7 +55,7 @@ def test_invalid_artifact_exits_2(aws, data_stack, tmp_path, capsys):
 
 
 def _run(aws, capsys, *argv):
-    code = main(["--json", "--poll-seconds", "0", *argv], session=aws)
+    code = main([*argv, "--json", "--poll-seconds", "0"], session=aws)  # global options anywhere
     captured = capsys.readouterr()
     return code, json.loads(captured.out or captured.err)
 
@@ -72,11 +76,21 @@ def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_s
     assert rolled["to"]["variants"]["ModelB"]["weight"] == 0.2
     code, promoted = _run(aws, capsys, "models", "promote")
     assert code == 0
-    assert promoted["variants"]["ModelA"]["version"] == "v2"
+    # inside the local stage's rollback grace period: all traffic to v2 where it runs, v1 kept at 0
+    assert (promoted["variants"]["ModelB"]["version"], promoted["variants"]["ModelB"]["weight"]) == ("v2", 1)
+    assert (promoted["variants"]["ModelA"]["version"], promoted["variants"]["ModelA"]["weight"]) == ("v1", 0)
+    assert promoted["endpoint_config"] == rolled["to"]["endpoint_config"], "a weights update, no new config"
     assert main(["models", "status"], session=aws) == 0
-    assert "desired:  ModelA=v2@1, ModelB=v2@0" in capsys.readouterr().out
-    # every verified change flushed the API cache: deploy, weights, rollback, promote
-    assert apigateway_ext.flushes[rest_api] == 4
+    out = capsys.readouterr().out
+    assert "desired:  ModelA=v1@0, ModelB=v2@1" in out
+    assert "standby: v1 on ModelA at weight 0 until" in out
+    assert "reconciled by: direct" in out  # this stack has no deploy function output
+    code, retired = _run(aws, capsys, "models", "retire")
+    assert code == 0
+    assert {v["version"] for v in retired["variants"].values()} == {"v2"}
+    assert retired["endpoint_config"] != promoted["endpoint_config"]
+    # every verified change flushed the API cache: deploy, weights, rollback, promote, retire
+    assert apigateway_ext.flushes[rest_api] == 5
 
 
 @pytest.mark.parametrize(
@@ -105,5 +119,88 @@ def test_a_held_lock_refuses_the_deploy_and_unlock_releases_it(aws, inference_st
     )
     assert main(["models", "deploy", "v2", "--weight", "0.1"], session=aws) == 2
     assert "another deployment holds the lock" in capsys.readouterr().err
-    assert main(["models", "unlock"], session=aws) == 0
-    assert "lock released" in capsys.readouterr().out
+    assert main(["models", "unlock"], session=aws) == 2, "not confirmed (stdin is not a terminal)"
+    assert "held by request x by bob, started 2026-11-24T11:59:00+00:00" in capsys.readouterr().err
+    assert main(["models", "unlock", "--yes"], session=aws) == 0
+    assert "lock released (request x by bob" in capsys.readouterr().out
+
+
+# ----- issue 12: one owner, options anywhere, region from config -----
+def test_the_reconciler_is_the_deploy_function_where_the_stack_outputs_it_else_mlpipe():
+
+    base = {InferenceOutputs.ENDPOINT_NAME: "e", InferenceOutputs.SAGEMAKER_EXECUTION_ROLE_ARN: "r"}
+    assert reconciler(base) == DIRECT
+    assert (
+        reconciler({**base, InferenceOutputs.DEPLOY_FUNCTION_NAME: "ml-pipeline-deploy-dev"})
+        == DEPLOY_FUNCTION
+    )
+
+
+def test_a_stage_with_the_deploy_function_is_reconciled_by_it_only(aws, inference_stack, capsys):
+    """The CLI reads the owner from the outputs: with the function it writes and waits, never deploys."""
+
+    cloudformation = aws.client("cloudformation")
+    template = cloudformation.get_template(StackName="ml-pipeline-inference-local")["TemplateBody"]
+    template["Outputs"]["DeployFunctionName"] = {"Value": "ml-pipeline-deploy-local"}
+    cloudformation.update_stack(StackName="ml-pipeline-inference-local", TemplateBody=json.dumps(template))
+    location = registry_location(cloudformation, "local")
+    registry = ModelRegistry(location=location, s3=aws.client("s3"), ssm=aws.client("ssm"))
+    lifecycle = build_lifecycle(aws, registry, stage="local", actor="alice")
+    assert lifecycle.reconciler == "deploy-function"
+    assert lifecycle.on_verified == [], "the function flushes the cache, not mlpipe"
+    # nobody answers here: mlpipe waits for its request, then gives up with the request named
+    code = main(["models", "deploy", "v2", "--weight", "0.1", "--timeout-seconds", "0"], session=aws)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "desired state written; the stage's deploy function reconciles it" in err
+    assert "has no verified outcome after 0s" in err
+    sagemaker = aws.client("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName="ml-pipeline-endpoint-local-us-east-1")
+    assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1, "mlpipe deployed nothing itself"
+    assert endpoint["EndpointStatus"] == "InService"
+    # its lock is still held for the function (it expires); a second request is refused, naming it
+    assert main(["models", "deploy", "v2", "--weight", "0.5"], session=aws) == 2
+    refused = capsys.readouterr().err
+    assert re.search(r"another deployment holds the lock: request \w{12} by .+, started 20\d\d-", refused)
+    assert main(["models", "finish"], session=aws) == 2, "only the function finishes deployments here"
+    assert "this stage's deploy function finishes its deployments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "--stage", "local", "models", "list"],
+        ["models", "list", "--json", "--stage", "local"],
+        ["models", "--json", "list"],
+    ],
+)
+def test_global_options_are_accepted_anywhere_on_the_line(aws, data_stack, capsys, argv):
+    assert main(argv, session=aws) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_an_option_after_the_subcommand_overrides_the_one_before(aws, data_stack, capsys):
+    assert main(["--stage", "local", "models", "list", "--stage", "qa"], session=aws) == 2
+    assert "unknown stage 'qa'" in capsys.readouterr().err
+
+
+def test_the_region_comes_from_the_stage_config_unless_the_environment_names_one(monkeypatch, tmp_path):
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert session_for("dev").region_name == "us-east-1"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert session_for("dev").region_name == "eu-west-1"
+    monkeypatch.delenv("AWS_REGION")
+    (tmp_path / "config").write_text("[profile ops]\nregion = ap-southeast-2\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    assert session_for("dev").region_name == "ap-southeast-2"
+
+
+def test_an_unknown_stage_is_refused_before_any_aws_setting_is_needed(monkeypatch, capsys):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["models", "list", "--stage", "qa"]) == 2
+    assert "unknown stage 'qa'; known stages: dev, local, prod" in capsys.readouterr().err

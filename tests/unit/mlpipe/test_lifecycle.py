@@ -302,3 +302,118 @@ def test_a_weights_update_is_updating_once_then_in_service_with_counts_kept(aws,
     for variant in after["ProductionVariants"]:
         assert variant["CurrentWeight"] == 0.5
         assert variant["CurrentInstanceCount"] == before[variant["VariantName"]]["CurrentInstanceCount"]
+
+
+# ----- the rollback grace period (issue 12, section 5) -----
+def _configs(aws) -> int:
+    return len(aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"])
+
+
+def test_promote_keeps_the_champion_at_weight_0_so_a_rollback_in_the_grace_period_is_a_weights_update(
+    aws, lifecycle
+):
+    lifecycle.rollback_grace_seconds = 600
+    deployed = lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    configs = _configs(aws)
+    promoted = lifecycle.promote()
+    assert {k: (v.version, v.weight) for k, v in promoted.variants.items()} == {
+        "ModelA": ("v1", 0.0),
+        "ModelB": ("v2", 1.0),
+    }
+    assert promoted.endpoint_config == deployed.endpoint_config, "promotion is a weights update"
+    assert promoted.standby_until is not None
+    assert _params(aws)["active-version"] == "v2"  # the champion, whichever variant serves it
+    assert json.loads(_params(aws)["traffic"])["standby"] == "v1"
+    _, after = lifecycle.rollback()
+    assert {k: (v.version, v.weight) for k, v in after.variants.items()} == {
+        "ModelA": ("v1", 0.8),
+        "ModelB": ("v2", 0.2),
+    }
+    assert after.endpoint_config == deployed.endpoint_config, "rollback in the window: weights only"
+    assert _configs(aws) == configs
+    assert _params(aws)["active-version"] == "v1"
+
+
+def test_past_the_grace_period_the_standby_is_retired_and_a_rollback_needs_a_new_config(aws, lifecycle):
+    lifecycle.rollback_grace_seconds = 600
+    lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    promoted = lifecycle.promote()
+    desired = lifecycle.desired()
+    assert not lifecycle.standby_expired(desired)
+    lifecycle.clock.now += timedelta(seconds=601)
+    assert lifecycle.standby_expired(desired)
+    pending = lifecycle.start_retirement(desired)
+    assert not pending.weights_only
+    assert lifecycle.finish() is None, "SageMaker shows Updating first"
+    retired = lifecycle.finish()
+    assert retired is not None
+    assert {k: (v.version, v.weight) for k, v in retired.variants.items()} == {
+        "ModelA": ("v2", 1.0),
+        "ModelB": ("v2", 0.0),
+    }
+    assert retired.standby_until is None
+    assert "standby" not in json.loads(_params(aws)["traffic"])
+    configs = _configs(aws)
+    _, after = lifecycle.rollback()  # skips the promotion's standby state: back to before it
+    assert {k: (v.version, v.weight) for k, v in after.variants.items()} == {
+        "ModelA": ("v1", 0.8),
+        "ModelB": ("v2", 0.2),
+    }
+    assert after.endpoint_config not in {retired.endpoint_config, promoted.endpoint_config}
+    assert _configs(aws) == configs + 1
+
+
+def test_during_the_grace_period_weights_are_refused_and_a_new_challenger_retires_the_standby(aws, lifecycle):
+    lifecycle.rollback_grace_seconds = 600
+    lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    lifecycle.promote()
+    with pytest.raises(UsageError, match="holds the previous champion v1 at weight 0"):
+        lifecycle.weights(parse_weights(["A=0.5", "B=0.5"]))
+    deployed = lifecycle.deploy("v1", variant="ModelB", weight=0.1)
+    assert {k: (v.version, v.weight) for k, v in deployed.variants.items()} == {
+        "ModelA": ("v2", 0.9),
+        "ModelB": ("v1", 0.1),
+    }
+    assert deployed.standby_until is None
+
+
+# ----- the deploy lock (issue 12, section 1) -----
+def test_a_held_lock_names_the_request_holding_it_and_when_it_started(aws, lifecycle):
+    holder = Lifecycle(**{**lifecycle.__dict__, "actor": "bob"})
+    seen: list[str] = []
+
+    def second_request(_seconds: float) -> None:
+        """While the first request waits for the endpoint, a second one is tried."""
+        if not seen:
+            with pytest.raises(ConflictError) as refused:
+                lifecycle.weights(parse_weights(["A=0.5", "B=0.5"]))
+            seen.append(str(refused.value))
+
+    holder.sleep = second_request
+    verified = holder.deploy("v2", variant="ModelB", weight=0.2)
+    pending_id = verified.request_id
+    assert seen, "the second request ran while the first held the lock"
+    assert f"request {pending_id} by bob, started 2026-11-24T12:00" in seen[0]
+    assert lifecycle.verified() == verified
+    assert json.loads(_params(aws)["traffic"])["challenger_weight"] == 0.2, "the refused one wrote nothing"
+
+
+def test_an_expired_lock_of_a_crashed_holder_is_taken_over(aws, lifecycle):
+    said: list[str] = []
+    lifecycle.progress = said.append
+    aws.client("ssm").put_parameter(
+        Name=f"{PATH}/deploy-lock",
+        Value=json.dumps(
+            {
+                "request_id": "crashed",
+                "actor": "bob",
+                "started_at": "2026-11-24T10:00:00+00:00",
+                "expires_at": "2026-11-24T11:00:00+00:00",
+            }
+        ),
+        Type="String",
+    )
+    verified = lifecycle.deploy("v2", variant="ModelB", weight=0.2)
+    assert verified.variants["ModelB"].version == "v2"
+    assert any("taking over the expired lock of request crashed" in line for line in said)
+    assert lifecycle.pending() is None

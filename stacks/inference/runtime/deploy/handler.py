@@ -8,6 +8,13 @@ Two EventBridge rules invoke it:
   the endpoint runs what was asked, record the verified state or the failure, release the lock,
   flush the API's stage cache).
 
+- ``Scheduled Event`` of the standby rule: retire the previous champion kept at weight 0 after a
+  promotion once its rollback grace period (``lifecycle.rollback_grace_seconds``) has passed.
+
+Where this function exists it is the stage's only reconciler (``mlpipe.stage.reconciler``):
+``mlpipe`` takes the deploy lock for its request, writes the desired state and waits; the
+parameter-change event makes this function adopt that request (same id) and deploy it.
+
 A deployment takes minutes to an hour, longer than a Lambda may run, so nothing waits here. After
 a deployment finishes, a desired state that changed meanwhile starts the next one, so operators'
 requests made during a deployment are not lost. The adapter is thin: the logic is ``mlpipe``'s.
@@ -29,12 +36,14 @@ from mlpipe.cache import stage_cache_flusher
 from mlpipe.errors import ConflictError, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
-from mlpipe.stage import RegistryLocation
+from mlpipe.stage import DEPLOY_FUNCTION, RegistryLocation
+from shared.config import get_config
 
 logger = Logger(service="ml-pipeline-deploy")
 
 PARAMETER_CHANGE = "Parameter Store Change"
 ENDPOINT_CHANGE = "SageMaker Endpoint State Change"
+SCHEDULED = "Scheduled Event"
 
 
 class Settings(BaseModel):
@@ -72,6 +81,7 @@ def build_lifecycle(settings: Settings, session: Any) -> Lifecycle:
         stage=settings.stage, model_bucket=settings.model_bucket, parameters_path=settings.parameters_path
     )
     s3, ssm = session.client("s3"), session.client("ssm")
+    lifecycle = get_config(settings.stage).lifecycle
     return Lifecycle(
         location=location,
         target=EndpointTarget(
@@ -84,6 +94,9 @@ def build_lifecycle(settings: Settings, session: Any) -> Lifecycle:
         sagemaker=session.client("sagemaker"),
         s3=s3,
         actor=f"deploy-function:{settings.stage}",
+        reconciler=DEPLOY_FUNCTION,
+        lock_ttl_seconds=lifecycle.lock_ttl_seconds,
+        rollback_grace_seconds=lifecycle.rollback_grace_seconds,
         on_verified=[
             stage_cache_flusher(
                 session.client("apigateway"),
@@ -117,6 +130,22 @@ def _finish(lifecycle: Lifecycle) -> Outcome:
     return Outcome("finished", f"verified {verified.request_id}")
 
 
+def _retire(lifecycle: Lifecycle) -> Outcome:
+    """Past the grace period, write the desired state without the standby and start deploying it."""
+    desired = lifecycle.desired()
+    if desired.traffic.standby is None:
+        return Outcome("ignored", "no standby is kept")
+    if not lifecycle.standby_expired(desired):
+        return Outcome(
+            "ignored", f"standby {desired.traffic.standby} is kept until {desired.traffic.standby_until}"
+        )
+    try:
+        pending = lifecycle.start_retirement(desired)
+    except ConflictError:
+        return Outcome("busy", "a deployment is in progress; the next scheduled event retires the standby")
+    return Outcome("started", f"retiring standby {desired.traffic.standby}: request {pending.request_id}")
+
+
 def route(event: EventBridgeEvent, settings: Settings, lifecycle: Lifecycle) -> Outcome:
     desired_parameters = {lifecycle.location.parameters.active_version, lifecycle.location.parameters.traffic}
     if event.detail_type == PARAMETER_CHANGE:
@@ -124,6 +153,8 @@ def route(event: EventBridgeEvent, settings: Settings, lifecycle: Lifecycle) -> 
         if name not in desired_parameters:
             return Outcome("ignored", f"parameter {name} is not part of the desired state")
         return _start(lifecycle)
+    if event.detail_type == SCHEDULED:
+        return _retire(lifecycle)
     if event.detail_type == ENDPOINT_CHANGE:
         if event.detail.get("EndpointName") != settings.endpoint_name:
             return Outcome("ignored", f"endpoint {event.detail.get('EndpointName')} is not this stage's")
