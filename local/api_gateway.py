@@ -60,6 +60,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local.lambda_runtime import LocalContext
+from model.schema import RequestError, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -490,10 +491,6 @@ def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 class LocalRestApi:
     """The stage of a REST API with Lambda proxy integrations, in front of one handler."""
 
@@ -711,8 +708,8 @@ class LocalRestApi:
         if validator is None:
             return True  # no model for this content type: API Gateway does not validate the body
         try:
-            instance = json.loads(body or "", parse_constant=_no_constants)
-        except ValueError:
+            instance = parse_json(body or "")
+        except RequestError:  # not JSON, NaN/Infinity, or nested deeper than any request needs
             return False
         return bool(validator.is_valid(instance))
 

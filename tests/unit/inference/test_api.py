@@ -129,7 +129,15 @@ def _row(dataset) -> dict[str, float]:
 
 
 BAD_REQUESTS = {
-    "malformed JSON": (lambda d: "{not json", "the body must be JSON"),
+    "malformed JSON": (lambda d: "{not json", "the body is not valid JSON: Expecting property name"),
+    "deeply nested": (
+        lambda d: '{"features": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        "nested more than 32 levels deep",
+    ),
+    "nested just under the parser's limit": (
+        lambda d: '{"features": ' + "[" * 900 + "]" * 900 + "}",
+        "nested more than 32 levels deep",
+    ),
     "empty body": (lambda d: "", "the body must be a JSON document; it is empty"),
     "not an object": (lambda d: "[]", "the JSON body must be an object, got array"),
     "unexpected field": (lambda d: json.dumps({"rows": []}), 'unexpected top-level field(s) "rows"'),
@@ -263,6 +271,10 @@ def test_feedback_round_trip_and_refusals(service, dataset):
     status, invalid = call("POST", "/feedback", {"predictionId": prediction_id, "label": "yes"})
     assert status == 400
     assert "label must be 0 or 1" in invalid["message"]
+    nested = '{"predictionId": "p", "label": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    for path in ("/feedback", "/predict/stream"):
+        status, refused = call("POST", path, raw=nested)
+        assert (status, "nested more than 32 levels deep" in refused["message"]) == (400, True)
 
 
 # ----- upstream failures: status, request id, nothing internal, nothing stored -----

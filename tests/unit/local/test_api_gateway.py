@@ -212,7 +212,16 @@ def test_a_missing_wrong_or_revoked_key_is_forbidden(client, recorder, keys, val
 
 
 @pytest.mark.parametrize(
-    "body", [json.dumps({"instances": [{"bogus": 1}]}), '{"instances": [', "", '{"features": NaN}']
+    "body",
+    [
+        json.dumps({"instances": [{"bogus": 1}]}),
+        '{"instances": [',
+        "",
+        '{"features": NaN}',
+        '{"features": ' + "[" * 50_000 + "]" * 50_000 + "}",  # json.loads: RecursionError
+        '{"features": ' + "[" * 900 + "]" * 900 + "}",  # parses; too deep for what follows
+    ],
+    ids=["invalid", "malformed", "empty", "NaN", "nested-50000", "nested-900"],
 )
 def test_an_invalid_or_malformed_body_is_refused_before_the_function(client, recorder, body):
     response = post(client, "/predict", body)
