@@ -234,6 +234,14 @@ def test_a_base64_encoded_body_is_read(service, dataset):
     assert len(answer["predictions"]) == 1
 
 
+def test_unknown_query_parameters_are_refused(service, dataset, aws):
+    status, answer = call("POST", "/predict", {"instances": rows(dataset, 1)}, query={"varaint": "ModelB"})
+    assert (status, stored(aws)) == (400, 0)
+    assert 'unknown query parameter(s) "varaint"; this route takes only variant' in answer["message"]
+    status, answer = call("POST", "/predict/stream", {"instances": rows(dataset, 1)}, query={"x": "1"})
+    assert (status, "this route takes none" in answer["message"]) == (400, True)
+
+
 def test_an_unknown_prediction_is_404(service):
     status, answer = call("GET", "/predictions/no-such-id")
     assert status == 404
