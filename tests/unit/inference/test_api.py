@@ -234,6 +234,13 @@ def test_a_base64_encoded_body_is_read(service, dataset):
     assert len(answer["predictions"]) == 1
 
 
+def test_a_prediction_id_the_route_pattern_does_not_take_is_404_not_500(service):
+    """Found by schemathesis: Powertools' not-found reached the catch-all handler (500)."""
+    status, answer = call("GET", '/predictions/a"b#c')
+    assert status == 404
+    assert "no such resource" in answer["message"]
+
+
 def test_unknown_query_parameters_are_refused(service, dataset, aws):
     status, answer = call("POST", "/predict", {"instances": rows(dataset, 1)}, query={"varaint": "ModelB"})
     assert (status, stored(aws)) == (400, 0)

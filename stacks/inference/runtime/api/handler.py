@@ -110,6 +110,12 @@ def upstream_failed(error: UpstreamError) -> Response[str]:
     return _error(error.status, error.public_message, headers)
 
 
+def no_route(_not_found: Exception) -> Response[str]:
+    """A path API Gateway routed here that no route matches (e.g. a prediction id of characters
+    the route's pattern does not take): 404, as for an unknown prediction, not the generic 500."""
+    return _error(404, f"no such resource {app.current_event.path[:80]!r}")
+
+
 def unexpected(error: Exception) -> Response[str]:
     logger.exception("unexpected error")
     return _error(500, "internal error")
@@ -119,6 +125,7 @@ def unexpected(error: Exception) -> Response[str]:
 app.exception_handler(RequestError)(bad_request)
 app.exception_handler(FeedbackError)(feedback_refused)
 app.exception_handler(UpstreamError)(upstream_failed)
+app.not_found(no_route)
 app.exception_handler(Exception)(unexpected)
 
 
