@@ -626,7 +626,11 @@ class LocalRestApi:
             # such a request goes to the integration uncached, never fails, never shares an entry
             bypass = _key_bytes(parameters) > MAX_REQUEST_LINE_AND_HEADERS_BYTES
             if not bypass:
-                cache_key = (method.cache_namespace or method.resource_path, request.method.upper(), parameters)
+                cache_key = (
+                    method.cache_namespace or method.resource_path,
+                    request.method.upper(),
+                    parameters,
+                )
                 cached = self._cached(cache_key)
                 if cached is not None:
                     return self._finish(cached, call, "hit")

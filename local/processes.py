@@ -27,7 +27,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class StopStage(BaseException):  # noqa: N818 - a stop request, like KeyboardInterrupt
+class StopStage(BaseException):
     """A stop signal arrived (``signum``): unwind and stop every part of the stage."""
 
     def __init__(self, signum: int) -> None:

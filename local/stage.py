@@ -565,7 +565,7 @@ class LocalStage:
                     stderr=subprocess.STDOUT,
                     check=False,
                     timeout=timeout,
-                    preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl; goes if the stage dies
+                    preexec_fn=die_with_parent(),
                 )
             except subprocess.TimeoutExpired:
                 self.log(f"batch job {environment.get('AWS_BATCH_JOB_ID', '?')}: stopped after {timeout} s")

@@ -59,8 +59,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
-        400: "refused request: a message naming the problem (gateway validation: \"Invalid request body\")",
-        403: "no valid API key (x-api-key), or an unknown route (\"Missing Authentication Token\")",
+        400: 'refused request: a message naming the problem (gateway validation: "Invalid request body")',
+        403: 'no valid API key (x-api-key), or an unknown route ("Missing Authentication Token")',
         404: "no such prediction (it may still be queued, or have expired)",
         409: "feedback conflicts with the label recorded before",
         413: f"body over {MAX_BODY_KIB} KiB",
@@ -133,7 +133,9 @@ def openapi_document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": _ref(REQUEST_MODEL_NAME)}},
                     },
                     "responses": {
-                        "202": _json(_ref("Accepted"), "queued: the ids the predictions will be stored under"),
+                        "202": _json(
+                            _ref("Accepted"), "queued: the ids the predictions will be stored under"
+                        ),
                         **_errors(*body_errors),
                     },
                 }

@@ -60,7 +60,7 @@ def running(pids: set[int]) -> set[int]:
 def start_stage(work: Path, *, ignore_sigint: bool) -> tuple[subprocess.Popen[bytes], Path]:
     output = work / "stdout.txt"
     with output.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        process = subprocess.Popen(
             [sys.executable, "-m", "local.stage", "--work", str(work / "stage")],
             cwd=ROOT,
             stdout=out,

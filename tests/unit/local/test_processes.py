@@ -69,7 +69,7 @@ def test_a_child_dies_when_its_parent_is_killed(guarded):
 
 def test_a_child_of_a_parent_that_is_already_gone_ends_at_once():
     preexec = die_with_parent(parent_pid=1)  # "my parent is pid 1": not the case, so the child ends
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=preexec)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=preexec)  # noqa: PLW1509
     assert child.wait(timeout=10) == -signal.SIGTERM
 
 
@@ -94,7 +94,7 @@ def test_stop_signals_stop_a_process_started_with_sigint_ignored(signum):
         [sys.executable, "-c", SERVE],
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "ready"
