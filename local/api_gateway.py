@@ -28,7 +28,12 @@ deployed REST API does (``LocalRestApi``), under ``/{stage}/...`` like the invok
   namespace) and the values of its cache key parameters; a hit does not call the handler.
   ``flush`` empties it (the emulated ``FlushStageCache`` calls it).
 
-Local diagnostics only: the answers of cached methods carry ``x-local-cache: hit|miss``; the
+- **Cache limits** (documented; see ``stacks/inference/api-gateway-limits.md``): an answer over
+  1,048,576 bytes is not stored; a request whose cache key values exceed 10,240 bytes (the
+  documented budget of a request line and its headers) bypasses the cache (``bypass``): it reaches
+  the function, is never refused for it, and never shares an entry.
+
+Local diagnostics only: the answers of cached methods carry ``x-local-cache: hit|miss|bypass``; the
 deployed API sends no such header. Not emulated: usage plan throttling and quotas, WAF, the 29 s
 integration timeout, payload size limits, ``Cache-Control: max-age=0`` invalidation, and header
 name case (ASGI lowercases header names; API Gateway passes them as the client sent them, and
@@ -60,12 +65,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local.lambda_runtime import LocalContext
+from model.schema import RequestError, parse_json
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 DEFAULT_CACHE_TTL_SECONDS = 300  # API Gateway's default when a method setting enables caching
+# documented limits (sources in stacks/inference/api-gateway-limits.md)
+MAX_CACHED_RESPONSE_BYTES = 1_048_576  # "the maximum size of a response that can be cached"
+MAX_REQUEST_LINE_AND_HEADERS_BYTES = 10_240  # "total combined size of request line and header values"
 INTEGRATION_TIMEOUT_SECONDS = 29
 API_KEY_HEADER = "x-api-key"
 CACHE_HEADER = "x-local-cache"
@@ -471,6 +480,10 @@ class _Call:
     api_key_id: str | None
 
 
+def _key_bytes(values: Sequence[str | None]) -> int:
+    return sum(len(v.encode()) for v in values if v is not None)
+
+
 def _supported_source(source: str) -> bool:
     return (
         source == BODY
@@ -488,10 +501,6 @@ def _set_header(headers: dict[str, list[str]], name: str, value: str | None) -> 
 
 def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 class LocalRestApi:
@@ -610,18 +619,29 @@ class LocalRestApi:
             return call
         method = call.method
         cache_key: tuple[Any, ...] | None = None
+        bypass = False
         if method.caching_enabled and method.cache_ttl_seconds > 0:
             parameters = tuple(call.values.get(p, method) for p in method.cache_key_parameters)
-            cache_key = (method.cache_namespace or method.resource_path, request.method.upper(), parameters)
-            cached = self._cached(cache_key)
-            if cached is not None:
-                return self._finish(cached, call, "hit")
+            # a key whose values do not fit the documented header budget cannot be relied on:
+            # such a request goes to the integration uncached, never fails, never shares an entry
+            bypass = _key_bytes(parameters) > MAX_REQUEST_LINE_AND_HEADERS_BYTES
+            if not bypass:
+                cache_key = (
+                    method.cache_namespace or method.resource_path,
+                    request.method.upper(),
+                    parameters,
+                )
+                cached = self._cached(cache_key)
+                if cached is not None:
+                    return self._finish(cached, call, "hit")
         answer = self._invoke(self._event(call), call)
         if answer is None:
             return self._error(502, "Internal server error", "InternalServerErrorException", call.request_id)
-        if cache_key is not None and 200 <= answer.status < 300:
+        cacheable = 200 <= answer.status < 300 and len(answer.body) <= MAX_CACHED_RESPONSE_BYTES
+        if cache_key is not None and cacheable:
             self._store(cache_key, method.cache_ttl_seconds, answer)
-        return self._finish(answer, call, None if cache_key is None else "miss")
+        state = "bypass" if bypass else None if cache_key is None else "miss"
+        return self._finish(answer, call, state)
 
     def _admit(self, request: GatewayRequest, request_id: str) -> _Call | GatewayResponse:
         """The method a request reaches, or API Gateway's refusal (route, API key, validation)."""
@@ -711,8 +731,8 @@ class LocalRestApi:
         if validator is None:
             return True  # no model for this content type: API Gateway does not validate the body
         try:
-            instance = json.loads(body or "", parse_constant=_no_constants)
-        except ValueError:
+            instance = parse_json(body or "")
+        except RequestError:  # not JSON, NaN/Infinity, or nested deeper than any request needs
             return False
         return bool(validator.is_valid(instance))
 

@@ -55,6 +55,7 @@ from local.emulator import stepfunctions as stepfunctions_emulator
 from local.emulator.server import install_all
 from local.kinesis_poller import KinesisPoller
 from local.lambda_runtime import LocalFunctions
+from local.processes import StopStage, die_with_parent, stop_on_signals
 from local.router import WeightSource, create_router
 from mlpipe.batch import run_batch
 from shared.config import LOCAL_ACCOUNT
@@ -173,6 +174,7 @@ class ModelServer:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl; goes if the stage dies
             )
         wait_until(
             lambda: httpx.get(f"{self.url}/ping", timeout=1).status_code == 200,
@@ -563,6 +565,7 @@ class LocalStage:
                     stderr=subprocess.STDOUT,
                     check=False,
                     timeout=timeout,
+                    preexec_fn=die_with_parent(),
                 )
             except subprocess.TimeoutExpired:
                 self.log(f"batch job {environment.get('AWS_BATCH_JOB_ID', '?')}: stopped after {timeout} s")
@@ -627,9 +630,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="run a batch of this CSV/JSON Lines file through the job, exit",
     )
+    parser.add_argument(
+        "--work", type=Path, default=WORK, help=f"synth output, log and stage.json (default: {WORK})"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="moto")
-    stage = LocalStage()
+    stage = LocalStage(work=args.work)
+    with stop_on_signals():  # SIGTERM and SIGINT (even when started with SIGINT ignored)
+        return _serve(stage, args)
+
+
+def _serve(stage: LocalStage, args: argparse.Namespace) -> int:
     try:
         info = stage.start()
         from local.smoke import sample_rows  # noqa: PLC0415
@@ -645,8 +656,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if result["status"] == "SUCCEEDED" else 1
         print("serving until Ctrl-C", flush=True)
         threading.Event().wait()
-    except KeyboardInterrupt:
-        print("stopping", flush=True)
+    except (KeyboardInterrupt, StopStage) as stop:
+        print(f"stopping ({stop.args[0] if isinstance(stop, StopStage) else 'SIGINT'})", flush=True)
     finally:
         stage.stop()
     return 0

@@ -236,15 +236,7 @@ def _decode(body: bytes | str) -> str:
 
 
 def _rows_from_json(text: str) -> list[object]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RequestError(
-            f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except (ValueError, RecursionError):
-        raise RequestError("the body is not valid JSON (too deeply nested or a number too long)") from None
-    return feature_schema.rows_from_document(document)
+    return feature_schema.rows_from_document(feature_schema.parse_json(text))
 
 
 def _rows_from_csv(text: str) -> list[object]:

@@ -331,6 +331,69 @@ def build_schema(
 # ---- request shapes -----------------------------------------------------------------------------
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RequestError(f"the body is not valid JSON: {name} is not a number in JSON; send finite numbers")
+
+
+def _too_deep(max_depth: int) -> RequestError:
+    return RequestError(
+        f"the body is not accepted: arrays and objects are nested more than {max_depth} levels deep"
+    )
+
+
+def nesting_exceeds(document: object, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the lists and dicts of a parsed document nest deeper than ``max_depth`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)] if isinstance(document, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def parse_json(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """The JSON document of untrusted text (a request body, a stream record, a batch row), strictly.
+
+    The one parser of everything that comes from outside (the API function, the stream consumer,
+    the batch job, the model server and the local API Gateway use it). ``RequestError`` names the
+    problem for text that is not UTF-8 or not JSON, for ``NaN``/``Infinity`` (Python's parser
+    accepts them, JSON has no such numbers), and for arrays and objects nested more than
+    ``max_depth`` levels (no request shape needs more than 4). ``json.loads`` recurses once per
+    level: 50,000 levels (100 KB) raise ``RecursionError``, and a document just under the
+    interpreter's limit parses but breaks the next recursive step (schema validation, an error
+    message that echoes a value), so the depth of what did parse is checked without recursion
+    (skipped when the text has fewer opening brackets than the limit).
+    """
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise RequestError(f"the body is not valid UTF-8 text (byte {err.start})") from None
+    else:
+        text = data
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except RequestError:
+        raise
+    except json.JSONDecodeError as err:
+        raise RequestError(
+            f"the body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
+        ) from None
+    except RecursionError:
+        raise _too_deep(max_depth) from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise RequestError(f"the body is not valid JSON: {err}") from None
+    if text.count("[") + text.count("{") > max_depth and nesting_exceeds(document, max_depth):
+        raise _too_deep(max_depth)
+    return document
+
+
 def rows_from_document(document: object) -> list[object]:
     """The rows of a parsed JSON request body (canonical and alternative shapes, see the docstring).
 

@@ -119,17 +119,20 @@ def test_inputs_with_the_same_name_in_different_folders_do_not_collide(aws, job_
 
 def test_refused_requests_fail_their_rows_only(aws, job_stage, dataset):
     aws.client("s3").put_object(
-        Bucket=DATA, Key="input/day.jsonl", Body=jsonl_body(dataset, 40) + b"{not json\n"
+        Bucket=DATA,
+        Key="input/day.jsonl",
+        Body=jsonl_body(dataset, 40) + b"{not json\n" + b"[" * 50_000 + b"]" * 50_000 + b"\n",
     )
     counts = make_job(aws, ModelRuntime(job_stage.extracted["v1"], refuse=1)).run(
         f"s3://{DATA}/input/day.jsonl"
     )
-    assert (counts.read, counts.predicted, counts.rejected, counts.failed) == (41, 20, 1, 20)
+    assert (counts.read, counts.predicted, counts.rejected, counts.failed) == (42, 20, 2, 20)
     assert "ThrottlingException" in counts.failures[0]
     manifest = json.loads(_read(aws, f"{OUT}/day.jsonl/manifest.json"))
     assert manifest["failed"] == 20
     rejects = _read(aws, f"{OUT}/day.jsonl/rejects.jsonl")
     assert "not valid JSON" in rejects
+    assert "nested more than 32 levels deep" in rejects
 
 
 @pytest.mark.parametrize(

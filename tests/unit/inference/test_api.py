@@ -129,7 +129,15 @@ def _row(dataset) -> dict[str, float]:
 
 
 BAD_REQUESTS = {
-    "malformed JSON": (lambda d: "{not json", "the body must be JSON"),
+    "malformed JSON": (lambda d: "{not json", "the body is not valid JSON: Expecting property name"),
+    "deeply nested": (
+        lambda d: '{"features": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        "nested more than 32 levels deep",
+    ),
+    "nested just under the parser's limit": (
+        lambda d: '{"features": ' + "[" * 900 + "]" * 900 + "}",
+        "nested more than 32 levels deep",
+    ),
     "empty body": (lambda d: "", "the body must be a JSON document; it is empty"),
     "not an object": (lambda d: "[]", "the JSON body must be an object, got array"),
     "unexpected field": (lambda d: json.dumps({"rows": []}), 'unexpected top-level field(s) "rows"'),
@@ -226,6 +234,21 @@ def test_a_base64_encoded_body_is_read(service, dataset):
     assert len(answer["predictions"]) == 1
 
 
+def test_a_prediction_id_the_route_pattern_does_not_take_is_404_not_500(service):
+    """Found by schemathesis: Powertools' not-found reached the catch-all handler (500)."""
+    status, answer = call("GET", '/predictions/a"b#c')
+    assert status == 404
+    assert "no such resource" in answer["message"]
+
+
+def test_unknown_query_parameters_are_refused(service, dataset, aws):
+    status, answer = call("POST", "/predict", {"instances": rows(dataset, 1)}, query={"varaint": "ModelB"})
+    assert (status, stored(aws)) == (400, 0)
+    assert 'unknown query parameter(s) "varaint"; this route takes only variant' in answer["message"]
+    status, answer = call("POST", "/predict/stream", {"instances": rows(dataset, 1)}, query={"x": "1"})
+    assert (status, "this route takes none" in answer["message"]) == (400, True)
+
+
 def test_an_unknown_prediction_is_404(service):
     status, answer = call("GET", "/predictions/no-such-id")
     assert status == 404
@@ -263,6 +286,10 @@ def test_feedback_round_trip_and_refusals(service, dataset):
     status, invalid = call("POST", "/feedback", {"predictionId": prediction_id, "label": "yes"})
     assert status == 400
     assert "label must be 0 or 1" in invalid["message"]
+    nested = '{"predictionId": "p", "label": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    for path in ("/feedback", "/predict/stream"):
+        status, refused = call("POST", path, raw=nested)
+        assert (status, "nested more than 32 levels deep" in refused["message"]) == (400, True)
 
 
 # ----- upstream failures: status, request id, nothing internal, nothing stored -----

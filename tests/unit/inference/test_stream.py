@@ -122,11 +122,13 @@ def test_records_that_can_never_succeed_are_poison(service, dataset, aws, runtim
         json.dumps({**good, "requestedAt": "yesterday"}).encode(),
         json.dumps({**good, "requestedAt": "2026-11-24T12:00:00"}).encode(),  # no time zone
         json.dumps({**good, "predictionIds": ["a", "b"]}).encode(),
+        b'{"predictionIds": ["n"], "instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"predictionIds": ["m"], "instances": [' + b"[" * 900 + b"]" * 900 + b"]}",
         queued(dataset, ["x-1"]),
     )
     result = handler(event, lambda_context)
     assert [item["itemIdentifier"] for item in result["batchItemFailures"]] == [
-        f"{index:056d}" for index in range(4)
+        f"{index:056d}" for index in range(6)
     ]
     assert runtime.calls == [1], "only the good record reached the endpoint"
     assert [i["predictionId"] for i in aws.resource("dynamodb").Table(TABLE).scan()["Items"]] == ["x-1"]

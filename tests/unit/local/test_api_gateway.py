@@ -212,7 +212,16 @@ def test_a_missing_wrong_or_revoked_key_is_forbidden(client, recorder, keys, val
 
 
 @pytest.mark.parametrize(
-    "body", [json.dumps({"instances": [{"bogus": 1}]}), '{"instances": [', "", '{"features": NaN}']
+    "body",
+    [
+        json.dumps({"instances": [{"bogus": 1}]}),
+        '{"instances": [',
+        "",
+        '{"features": NaN}',
+        '{"features": ' + "[" * 50_000 + "]" * 50_000 + "}",  # json.loads: RecursionError
+        '{"features": ' + "[" * 900 + "]" * 900 + "}",  # parses; too deep for what follows
+    ],
+    ids=["invalid", "malformed", "empty", "NaN", "nested-50000", "nested-900"],
 )
 def test_an_invalid_or_malformed_body_is_refused_before_the_function(client, recorder, body):
     response = post(client, "/predict", body)
@@ -462,6 +471,23 @@ def test_a_flush_of_this_stage_empties_the_cache(client, recorder, valid_body, g
 
 def test_only_2xx_answers_are_cached(client, recorder, valid_body):
     recorder.answer = {"statusCode": 404, "body": '{"message": "no"}'}
+    assert [post(client, "/predict", valid_body).headers[CACHE_HEADER] for _ in range(2)] == ["miss", "miss"]
+    assert recorder.count() == 2
+
+
+def test_a_request_whose_key_exceeds_the_header_budget_bypasses_the_cache(client, recorder, valid_body):
+    """The body is the key (X-Request-Body): over 10,240 bytes it is sent on, uncached, never refused."""
+    rows = json.loads(valid_body)["features"]
+    large = json.dumps({"instances": [rows] * 20})
+    assert len(large.encode()) > 10_240 >= len(valid_body.encode())
+    answers = [post(client, "/predict", large) for _ in range(2)]
+    assert [(a.status_code, a.headers[CACHE_HEADER]) for a in answers] == [(200, "bypass")] * 2
+    assert recorder.count() == 2
+    assert post(client, "/predict", valid_body).headers[CACHE_HEADER] == "miss", "a small body is cached"
+
+
+def test_an_answer_over_the_cacheable_size_is_not_stored(client, recorder, valid_body):
+    recorder.answer = {"statusCode": 200, "body": json.dumps({"pad": "x" * 1_048_576})}
     assert [post(client, "/predict", valid_body).headers[CACHE_HEADER] for _ in range(2)] == ["miss", "miss"]
     assert recorder.count() == 2
 

@@ -83,6 +83,14 @@ def test_malformed_json_is_400(client):
     assert response.json()["error"].startswith("the body is not valid JSON")
 
 
+@pytest.mark.parametrize("depth", [50_000, 900])
+def test_a_deeply_nested_body_is_400_naming_the_depth(client, depth):
+    body = b'{"features": ' + b"[" * depth + b"]" * depth + b"}"
+    response = client.post("/invocations", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "nested more than 32 levels deep" in response.json()["error"]
+
+
 def test_unsupported_content_type_is_415(client):
     response = client.post("/invocations", content=b"1,2", headers={"content-type": "text/plain"})
     assert response.status_code == 415

@@ -41,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlpipe.registry import champion_schema
-from model.schema import FeatureSchema
+from model.schema import FeatureSchema, RequestError, parse_json
 from shared.predictions import invoke_and_record, timestamp
 from stacks.batch.runtime.clients import RETRIES
 from stacks.batch.runtime.errors import InputNotFoundError
@@ -90,9 +90,9 @@ def read_rows(body: Any, key: str) -> Iterator[tuple[int, object]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield number, RowError(f"not valid JSON ({err.msg} at column {err.colno})")
+                yield number, parse_json(line)
+            except RequestError as err:
+                yield number, RowError(err.message)
         return
     reader = csv.DictReader(lines)
     for number, record in enumerate(reader):

@@ -52,6 +52,15 @@ def _error(
     return _json(status, {"message": message, **extra, "requestId": request_id}, headers)
 
 
+def _only_query(*allowed: str) -> None:
+    """Refuse query parameters the route does not take (API Gateway passes any through)."""
+    unknown = sorted(set(app.current_event.multi_value_query_string_parameters or {}) - set(allowed))
+    if unknown:
+        shown = ", ".join(json.dumps(name)[:42] for name in unknown[:5])
+        takes = f"only {', '.join(allowed)}" if allowed else "none"
+        raise RequestError(f"unknown query parameter(s) {shown}; this route takes {takes}")
+
+
 def _body() -> object:
     event = app.current_event
     return prediction_service.parse_body(event.body, base64_encoded=bool(event.is_base64_encoded))
@@ -59,17 +68,20 @@ def _body() -> object:
 
 @app.post("/predict")
 def predict() -> Response[str]:
+    _only_query("variant")
     variant = app.current_event.get_query_string_value("variant")
     return _json(200, prediction_service.current().predict(_body(), variant=variant))
 
 
 @app.post("/predict/stream")
 def predict_stream() -> Response[str]:
+    _only_query()
     return _json(202, prediction_service.current().enqueue(_body()))
 
 
 @app.get("/predictions/<prediction_id>")
 def get_prediction(prediction_id: str) -> Response[str]:
+    _only_query()
     record = prediction_service.current().get(prediction_id)
     if record is None:
         return _error(404, f"no prediction {prediction_id} (it may still be queued, or have expired)")
@@ -78,6 +90,7 @@ def get_prediction(prediction_id: str) -> Response[str]:
 
 @app.post("/feedback")
 def feedback() -> Response[str]:
+    _only_query()
     record = prediction_service.current().feedback(_body())
     return _json(200, {"predictionId": record.prediction_id, "feedbackLabel": record.feedback_label})
 
@@ -97,6 +110,12 @@ def upstream_failed(error: UpstreamError) -> Response[str]:
     return _error(error.status, error.public_message, headers)
 
 
+def no_route(_not_found: Exception) -> Response[str]:
+    """A path API Gateway routed here that no route matches (e.g. a prediction id of characters
+    the route's pattern does not take): 404, as for an unknown prediction, not the generic 500."""
+    return _error(404, f"no such resource {app.current_event.path[:80]!r}")
+
+
 def unexpected(error: Exception) -> Response[str]:
     logger.exception("unexpected error")
     return _error(500, "internal error")
@@ -106,6 +125,7 @@ def unexpected(error: Exception) -> Response[str]:
 app.exception_handler(RequestError)(bad_request)
 app.exception_handler(FeedbackError)(feedback_refused)
 app.exception_handler(UpstreamError)(upstream_failed)
+app.not_found(no_route)
 app.exception_handler(Exception)(unexpected)
 
 

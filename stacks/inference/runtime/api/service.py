@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
@@ -37,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlpipe.registry import champion_schema
-from model.schema import FeatureSchema, RequestError, rows_from_document
+from model.schema import FeatureSchema, RequestError, parse_json, rows_from_document
 from shared.predictions import PredictionRecord, Source, invoke_and_record, record_feedback, timestamp
 from stacks.inference.runtime import telemetry
 
@@ -147,10 +147,6 @@ def upstream_error(error: Exception, action: str) -> UpstreamError:
     return UpstreamError(f"{action} failed: {error}")
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise RequestError(f"the body is not valid JSON: {name} is not a number in JSON; send finite numbers")
-
-
 def parse_body(body: str | None, *, base64_encoded: bool = False) -> object:
     """The JSON document of a request body, refused (4xx) when it is missing, too large or not JSON.
 
@@ -168,12 +164,7 @@ def parse_body(body: str | None, *, base64_encoded: bool = False) -> object:
             f"({MAX_BODY_BYTES // 1024} KiB) are accepted: send fewer rows per request, "
             "or rows as arrays of values in schema order"
         )
-    try:
-        return json.loads(data, parse_constant=_refuse_constant)
-    except RequestError:
-        raise
-    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
-        raise RequestError(f"the body must be JSON: {err}") from None
+    return parse_json(data)
 
 
 class PredictionService:

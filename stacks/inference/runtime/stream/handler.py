@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from model.schema import RequestError
+from model.schema import RequestError, parse_json
 from stacks.inference.runtime import telemetry
 from stacks.inference.runtime.api import service as prediction_service
 
@@ -51,7 +51,11 @@ class QueuedRequest(BaseModel):
 
 def parse(data: bytes) -> QueuedRequest:
     try:
-        request = QueuedRequest.model_validate_json(data)
+        document = parse_json(data)
+    except RequestError as err:
+        raise PoisonRecordError(f"not a queued prediction request: {err.message}") from None
+    try:
+        request = QueuedRequest.model_validate(document)
     except ValidationError as err:
         raise PoisonRecordError(
             f"not a queued prediction request: {err.errors(include_input=False)}"
