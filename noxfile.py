@@ -63,11 +63,19 @@ def synth(session: nox.Session) -> None:
     synthesize(session, *session.posargs)
 
 
+def reuse_cdk_out() -> bool:
+    """True when a task graph (Nx: ``guard`` and ``test-infra`` depend on ``stage:synth``) already built cdk.out."""
+    return os.environ.get("MLPIPE_REUSE_CDK_OUT") == "1" and (CDK_OUT / "manifest.json").is_file()
+
+
 @nox.session(python=PYTHON)
 def guard(session: nox.Session) -> None:
     """Policy gates on every template: cfn-guard (Control Tower + policies/), cfn-lint, rule tests."""
     install(session, "infra", "policy")
-    synthesize(session)
+    if reuse_cdk_out():
+        session.log(f"reusing {CDK_OUT} (MLPIPE_REUSE_CDK_OUT: synthesized by this run's synth task)")
+    else:
+        synthesize(session)
     session.run("python", "-m", "tools.policy_rules_test")
     session.run("python", "-m", "tools.policy_gate", str(CDK_OUT), "--report", str(REPORTS / "policy"))
     templates = sorted(str(p) for p in CDK_OUT.glob("assembly-*/*.template.json"))
@@ -79,6 +87,19 @@ def unit(session: nox.Session) -> None:
     """Unit tests (no network; moto in-process) and template assertions."""
     install(session, "infra", "runtime", "model", "report", "policy", "test")
     session.run("pytest", "tests/unit", "tests/infra", *session.posargs, env=QUIET_NODE)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """pytest on exactly the given selection, in the unit session's environment (the Nx per-layer tasks).
+
+    ``nox -s tests -- tests/unit/batch tests/infra/test_batch.py``; the ``test``/``test-infra`` targets of
+    each ``project.json`` call it. Not in the default run (``unit`` runs the whole selection).
+    """
+    if not session.posargs:
+        session.error("give the test files or folders to run: nox -s tests -- tests/unit/batch")
+    install(session, "infra", "runtime", "model", "report", "policy", "test")
+    session.run("pytest", *session.posargs, env=QUIET_NODE)
 
 
 @nox.session(python=PYTHON)
