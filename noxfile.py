@@ -64,7 +64,7 @@ def synth(session: nox.Session) -> None:
 
 
 def reuse_cdk_out() -> bool:
-    """True when a task graph (Nx: ``guard`` and ``test-infra`` depend on ``stage:synth``) already built cdk.out."""
+    """True when the task graph already built cdk.out (Nx: guard and test-infra depend on stage:synth)."""
     return os.environ.get("MLPIPE_REUSE_CDK_OUT") == "1" and (CDK_OUT / "manifest.json").is_file()
 
 

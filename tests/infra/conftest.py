@@ -15,7 +15,6 @@ from shared.config import ENVIRONMENTS
 from tools.deploy_plan import StackPlan, deployment_plan
 from tools.synth import synthesize
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
