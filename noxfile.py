@@ -169,3 +169,26 @@ def bench(session: nox.Session) -> None:
     session.run(
         "python", "-m", "tools.bench_synth", "--record-test-run", f"{elapsed:.1f}", str(out / "synth.json")
     )
+
+
+def node_modules(session: nox.Session) -> None:
+    """The pinned Node tools (Nx, the CDK CLI) from package-lock.json, when not installed yet."""
+    if not (ROOT / "node_modules" / ".bin" / "nx").exists():
+        session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
+
+
+@nox.session(python=PYTHON)
+def affected(session: nox.Session) -> None:
+    """Tasks and stacks a change affects, with a reason each: ``nox -s affected -- --base REF [--json]``.
+
+    Nx's own selection (``nx affected --explain``) over the project graph (``project.json`` per layer).
+    """
+    node_modules(session)
+    session.run("python", "-m", "tools.affected", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def ci(session: nox.Session) -> None:
+    """Run exactly the affected tasks through Nx: ``nox -s ci -- --base REF`` (``CI=true``: cache unread)."""
+    node_modules(session)
+    session.run("python", "-m", "tools.affected", "--run", *session.posargs)
