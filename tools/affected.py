@@ -33,6 +33,8 @@ TARGETS = ("lint", "typecheck", "synth", "guard", "test", "test-infra", "integra
 STACK_TAG = "layer:stack"
 # reached only because an affected task's outputs feed it (not a change to its own inputs)
 PROPAGATED = "dependent-output"
+# a change to a layer's tests re-runs them but deploys nothing
+TEST_FILES = ("tests/",)
 
 
 def cache_directory(environ: Mapping[str, str], branch: str) -> Path:
@@ -181,8 +183,9 @@ def summarize(explanation: Mapping[str, Any], graph: Mapping[str, Mapping[str, A
     """Tasks in project dependency order (then the CI target order), stacks in their dependency order.
 
     A stack is affected when a task of its project is selected for a change to its own inputs (its
-    files, a dependency's files, shared code, the lock file, ...), not only because it reads the
-    cloud assembly: which templates really changed is ``tools.affected_stacks``' question.
+    files, a dependency's files, shared code, the lock file, ...) other than its tests, not only
+    because it reads the cloud assembly: which templates really changed is ``tools.affected_stacks``'
+    question.
     """
     rank = {name: number for number, name in enumerate(project_order(graph))}
     target_rank = {name: number for number, name in enumerate(TARGETS)}
@@ -200,7 +203,7 @@ def summarize(explanation: Mapping[str, Any], graph: Mapping[str, Mapping[str, A
             for task_id, reasons in explanation.get("affected", {}).items()
             if task_id.partition(":")[0] == name
             for r in reasons
-            if r.get("kind") != PROPAGATED
+            if r.get("kind") != PROPAGATED and not str(r.get("file", "")).startswith(TEST_FILES)
         }
         if own:
             stacks.append(Stack(name, tuple(sorted(own))))

@@ -158,6 +158,7 @@ def test_summary_orders_tasks_by_dependencies_and_lists_only_changed_stacks():
             ],
             "stage:synth": [{"kind": "input-file", "file": "stacks/data/keys.py", "pattern": "stacks/**/*"}],
             "data:test": [{"kind": "lockfile", "file": "uv.lock"}],
+            "network:test": [{"kind": "input-file", "file": "tests/unit/n.py", "pattern": "tests/unit/**"}],
         }
     }
     result = affected.summarize(explanation, GRAPH)
