@@ -99,7 +99,19 @@ def tests(session: nox.Session) -> None:
     if not session.posargs:
         session.error("give the test files or folders to run: nox -s tests -- tests/unit/batch")
     install(session, "infra", "runtime", "model", "report", "policy", "test")
-    session.run("pytest", *session.posargs, env=QUIET_NODE)
+    # branch coverage (pyproject.toml); each Nx task names its own data file, a task output
+    data_file = os.environ.get("COVERAGE_FILE", str(REPORTS / "coverage" / "tests.coverage"))
+    Path(data_file).parent.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "coverage", "run", "-m", "pytest", *session.posargs, env={**QUIET_NODE, "COVERAGE_FILE": data_file}
+    )
+
+
+@nox.session(python=PYTHON)
+def coverage(session: nox.Session) -> None:
+    """Combine the per-layer tasks' coverage (reports/coverage/*.coverage) and report it per layer."""
+    install(session, "test")
+    session.run("python", "-m", "tools.coverage_report", str(REPORTS / "coverage"), *session.posargs)
 
 
 @nox.session(python=PYTHON)

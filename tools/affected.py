@@ -76,6 +76,40 @@ def nx_command() -> list[str]:
     return [str(local)]
 
 
+SKIPPED_FOLDERS = {
+    "node_modules",
+    ".nox",
+    ".nx",
+    ".git",
+    "build",
+    "cdk.out",
+    "reports",
+    ".venv",
+    "__pycache__",
+}
+
+
+def read_projects(root: Path = ROOT) -> dict[str, str]:
+    """Project name -> root folder ("." for the workspace project), read from the project.json files."""
+    projects = {}
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if d not in SKIPPED_FOLDERS and not d.startswith("."))
+        if "project.json" in files:
+            path = Path(folder) / "project.json"
+            projects[json.loads(path.read_text())["name"]] = str(path.parent.relative_to(root))
+    return projects
+
+
+def owner(projects: Mapping[str, str], file: str) -> str:
+    """The project a repository file belongs to: the one with the deepest root that contains it."""
+    matches = [(0 if r == "." else len(Path(r).parts), n) for n, r in projects.items() if _contains(r, file)]
+    return max(matches)[1]
+
+
+def _contains(root: str, file: str) -> bool:
+    return root == "." or file.startswith(root + "/")
+
+
 def change_arguments(base: str | None, head: str | None, files: Sequence[str] | None) -> list[str]:
     if files:
         return [f"--files={','.join(files)}"]

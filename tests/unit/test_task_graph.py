@@ -22,20 +22,15 @@ PACKAGES = ("shared", "stacks", "model", "mlpipe", "local", "tools")
 
 
 def _projects() -> dict[str, dict]:
-    found = {}
-    for path in sorted(ROOT.glob("**/project.json")):
-        if {"node_modules", ".nox", ".nx", "build", "cdk.out"} & set(path.relative_to(ROOT).parts):
-            continue
-        data = json.loads(path.read_text())
-        data["root"] = str(path.parent.relative_to(ROOT)).replace(".", "") or "."
-        found[data["name"]] = data
-    return found
+    roots = affected.read_projects(ROOT)
+    return {name: json.loads((ROOT / root / "project.json").read_text()) for name, root in roots.items()}
 
 
-def _owner(projects: dict[str, dict], file: str) -> str:
-    roots = [(p["root"], name) for name, p in projects.items() if p["root"] != "."]
-    matches = [(len(root), name) for root, name in roots if file == root or file.startswith(root + "/")]
-    return max(matches)[1] if matches else "ml-pipeline"
+ROOTS = affected.read_projects(ROOT)
+
+
+def _owner(file: str) -> str:
+    return affected.owner(ROOTS, file)
 
 
 def _closure(projects: dict[str, dict], name: str) -> set[str]:
@@ -65,7 +60,7 @@ def test_every_import_across_projects_is_a_declared_dependency():
     for package in PACKAGES:
         for path in (ROOT / package).glob("**/*.py"):
             source = str(path.relative_to(ROOT))
-            owner = _owner(projects, source)
+            owner = _owner(source)
             allowed = _closure(projects, owner) | {owner}
             for node in ast.walk(ast.parse(path.read_text())):
                 modules = []
@@ -77,8 +72,8 @@ def test_every_import_across_projects_is_a_declared_dependency():
                     if module.split(".")[0] not in PACKAGES:
                         continue
                     target = _module_file(module)
-                    if target and _owner(projects, target) not in allowed:
-                        missing.add(f"{owner} -> {_owner(projects, target)} ({source} imports {module})")
+                    if target and _owner(target) not in allowed:
+                        missing.add(f"{owner} -> {_owner(target)} ({source} imports {module})")
     assert not missing, "declare these in implicitDependencies:\n" + "\n".join(sorted(missing))
 
 
@@ -127,7 +122,7 @@ def test_each_task_declares_the_tests_it_runs_as_inputs():
 
 def test_every_stack_layer_is_a_project_tagged_as_a_stack():
     projects = _projects()
-    roots = {p["root"]: p for p in projects.values()}
+    roots = {root: projects[name] for name, root in affected.read_projects(ROOT).items()}
     for stack in sorted(ROOT.glob("stacks/*/stack.py")):
         root = str(stack.parent.relative_to(ROOT))
         assert root in roots, f"{root} has no project.json"
