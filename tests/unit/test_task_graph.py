@@ -200,7 +200,11 @@ def test_ci_runs_skip_the_cache_reads(monkeypatch: pytest.MonkeyPatch):
         returncode = 0
         stdout = "issue-nx"
 
-    monkeypatch.setattr(affected.subprocess, "run", lambda command, **_: commands.append(command) or Done())
+    def fake_run(command, **_):
+        commands.append(command)
+        return Done()
+
+    monkeypatch.setattr("tools.affected.subprocess.run", fake_run)
     affected.run(["--base=main"], ["test"], {"CI": "true"})
     affected.run(["--base=main"], ["test"], {})
     commands = [c for c in commands if c[0] == "nx"]
