@@ -39,6 +39,8 @@ CHANGE_SET_NAME = "ml-pipeline-reviewed"
 REGISTRY_LAYER = "data"
 SERVING_LAYER = "inference"
 CDK = ("npx", "--no-install", "cdk")
+# the stack's own event that opens a deploy operation
+OPERATION_STARTS = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def stage_plan(cdk_out: Path, stage: str) -> list[StackPlan]:
 
 
 def parse_stacks(text: str | None) -> list[str] | None:
-    """``"network, data"`` or ``'["network"]'`` (JSON, a workflow output) -> names; ``all``/None: every stack."""
+    """``"network, data"`` or ``'["network"]'`` (JSON, a workflow output) -> names; ``all``/None: all."""
     if text is None or text.strip().lower() == "all":
         return None
     text = text.strip()
@@ -127,26 +129,22 @@ def is_deployed(runner: Runner, stack: StackPlan) -> bool:
 
 
 def failure_reasons(runner: Runner, stack: StackPlan, limit: int = 5) -> list[str]:
-    """CloudFormation's reasons, newest first: the failed events of the stack's last operation."""
+    """CloudFormation's reasons, newest first: the failed resource events of the stack's last operation."""
     answer = _aws(
         runner, stack, "describe-stack-events", "--stack-name", stack.stack_name, "--max-items", "100"
     )
     if not answer:
         return ["no stack events (the stack was never created, or describe-stack-events was refused)"]
     reasons = []
-    for event in answer.get("StackEvents", []):
-        if str(event.get("ResourceStatus", "")).endswith("FAILED") and event.get("ResourceStatusReason"):
-            reasons.append(
-                f"{event['LogicalResourceId']} ({event.get('ResourceType', '?')}) "
-                f"{event['ResourceStatus']}: {event['ResourceStatusReason']}"
-            )
-        if (
-            event.get("ResourceType") == "AWS::CloudFormation::Stack"
-            and str(event.get("ResourceStatus", "")).endswith(("_IN_PROGRESS",))
-            and reasons
-            and event.get("ResourceStatusReason") == "User Initiated"
-        ):
+    for event in answer.get("StackEvents", []):  # newest first
+        status = str(event.get("ResourceStatus", ""))
+        if event.get("ResourceType") == "AWS::CloudFormation::Stack" and status in OPERATION_STARTS:
             break  # the start of the failed operation: older events belong to earlier deploys
+        if status.endswith("FAILED") and event.get("ResourceStatusReason"):
+            reasons.append(
+                f"{event.get('LogicalResourceId', '?')} ({event.get('ResourceType', '?')}) "
+                f"{status}: {event['ResourceStatusReason']}"
+            )
     return reasons[:limit] or ["no failed resource event (see the CDK output above)"]
 
 
@@ -210,9 +208,8 @@ def render_plan(stage: str, steps: Sequence[Step], method: str) -> str:
     return "\n".join(lines)
 
 
-def change_set_markdown(runner: Runner, stack: StackPlan) -> str:
-    """One stack's prepared change set as a Markdown table (what the prod reviewers read)."""
-    answer = _aws(
+def describe_change_set(runner: Runner, stack: StackPlan) -> Any:
+    return _aws(
         runner,
         stack,
         "describe-change-set",
@@ -221,23 +218,60 @@ def change_set_markdown(runner: Runner, stack: StackPlan) -> str:
         "--change-set-name",
         CHANGE_SET_NAME,
     )
+
+
+def has_change_set(runner: Runner, stack: StackPlan) -> bool:
+    return describe_change_set(runner, stack) is not None
+
+
+def change_set_markdown(runner: Runner, stack: StackPlan) -> str:
+    """One stack's prepared change set as a Markdown table (what the prod reviewers read)."""
+    answer = describe_change_set(runner, stack)
     if not answer:
         return f"### {stack.stack_name}\n\nno change set (describe-change-set failed)\n"
+    status = " ".join(str(answer.get(key, "")) for key in ("Status", "StatusReason")).strip()
     changes = [c["ResourceChange"] for c in answer.get("Changes", []) if "ResourceChange" in c]
-    lines = [
-        f"### {stack.stack_name} ({answer.get('Status', '?')}: {answer.get('StatusReason', '')})".rstrip(
-            ": )"
-        )
-    ]
+    lines = [f"### {stack.stack_name} ({status or 'unknown status'})", ""]
     if not changes:
-        return "\n".join([*lines, "", "no resource changes", ""])
-    lines += ["", "| action | logical id | type | replacement |", "|---|---|---|---|"]
+        return "\n".join([*lines, "no resource changes", ""])
+    lines += ["| action | logical id | type | replacement |", "|---|---|---|---|"]
     for change in changes:
         lines.append(
             f"| {change.get('Action', '')} | {change.get('LogicalResourceId', '')} | "
             f"{change.get('ResourceType', '')} | {change.get('Replacement', '')} |"
         )
     return "\n".join([*lines, ""])
+
+
+def before_serving(
+    runner: Runner, stage: str, stack: StackPlan, models: Path, *, registry_ready: bool
+) -> None:
+    """The first-deploy hook between the data and inference stacks: register the initial versions."""
+    if not registry_ready:
+        raise SystemExit(f"{stack.display_name} needs the {REGISTRY_LAYER} stack first")
+    registered = register_initial_models(runner, stage, models)
+    if registered:
+        print(f"registered initial model versions {', '.join(registered)} on {stage}", flush=True)
+
+
+def deploy_one(
+    runner: Runner, cdk_out: Path, stack: StackPlan, method: str, outputs_dir: Path | None
+) -> bool:
+    """Deploy one stack (or prepare / execute its change set); on failure print why and return False."""
+    if method == "execute-change-set" and not has_change_set(runner, stack):
+        print(
+            f"{stack.display_name}: no change set was prepared (no changes), nothing to execute", flush=True
+        )
+        return True
+    command = deploy_command(cdk_out, stack, method, outputs_dir)
+    print("+", " ".join(command), flush=True)
+    if runner(command, False).returncode == 0:
+        return True
+    print(f"::error::{stack.display_name} ({stack.stack_name}) failed; CloudFormation says:", flush=True)
+    for reason in failure_reasons(runner, stack):
+        print(f"  {reason}", flush=True)
+    print(f"stopped: the stacks after {stack.display_name} were not touched", flush=True)
+    return False
 
 
 def deploy(
@@ -259,36 +293,17 @@ def deploy(
     registry_ready = False
     for step in steps:
         stack = step.stack
-        if layer(stack) == REGISTRY_LAYER:
-            registry_ready = True
-        if (
-            layer(stack) == SERVING_LAYER
-            and step.why
-            and models is not None
-            and method != "prepare-change-set"
-        ):
-            if not registry_ready:
-                raise SystemExit(f"{stack.display_name} needs the {REGISTRY_LAYER} stack first")
-            registered = register_initial_models(runner, stage, models)
-            if registered:
-                print(f"registered initial model versions {', '.join(registered)} on {stage}", flush=True)
+        registry_ready = registry_ready or layer(stack) == REGISTRY_LAYER
         if not step.why:
             continue
-        command = deploy_command(cdk_out, stack, method, outputs_dir)
-        print("+", " ".join(command), flush=True)
-        if runner(command, False).returncode != 0:
-            print(
-                f"::error::{stack.display_name} ({stack.stack_name}) failed; CloudFormation says:", flush=True
-            )
-            for reason in failure_reasons(runner, stack):
-                print(f"  {reason}", flush=True)
-            print(f"stopped: stacks after {stack.display_name} were not touched", flush=True)
+        if layer(stack) == SERVING_LAYER and models is not None and method != "prepare-change-set":
+            before_serving(runner, stage, stack, models, registry_ready=registry_ready)
+        if not deploy_one(runner, cdk_out, stack, method, outputs_dir):
             return 1
         if method == "prepare-change-set":
             report.append(change_set_markdown(runner, stack))
     if plan_report is not None:
-        chosen = [s for s in steps if s.why]
-        if not chosen:
+        if not any(step.why for step in steps):
             report.append("no stack to deploy")
         plan_report.write_text("\n".join(report) + "\n")
     return 0
