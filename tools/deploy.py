@@ -221,7 +221,9 @@ def describe_change_set(runner: Runner, stack: StackPlan) -> Any:
 
 
 def has_change_set(runner: Runner, stack: StackPlan) -> bool:
-    return describe_change_set(runner, stack) is not None
+    """A prepared change set with changes to execute (an empty one is left unexecuted)."""
+    answer = describe_change_set(runner, stack)
+    return answer is not None and bool(answer.get("Changes"))
 
 
 def change_set_markdown(runner: Runner, stack: StackPlan) -> str:
@@ -260,7 +262,7 @@ def deploy_one(
     """Deploy one stack (or prepare / execute its change set); on failure print why and return False."""
     if method == "execute-change-set" and not has_change_set(runner, stack):
         print(
-            f"{stack.display_name}: no change set was prepared (no changes), nothing to execute", flush=True
+            f"{stack.display_name}: no change set with changes was prepared, nothing to execute", flush=True
         )
         return True
     command = deploy_command(cdk_out, stack, method, outputs_dir)

@@ -222,7 +222,7 @@ def test_execute_skips_a_stack_with_no_prepared_change_set(cdk_out, capsys):
     (command,) = fake.of("deploy")
     assert command[-1] == "dev/Batch"
     assert "--method=execute-change-set" in command
-    assert "no change set was prepared" in capsys.readouterr().out
+    assert "no change set with changes was prepared" in capsys.readouterr().out
 
 
 def test_diff_writes_one_markdown_document(cdk_out, tmp_path):
