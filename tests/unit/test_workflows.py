@@ -19,8 +19,8 @@ STAGE_OF_ENVIRONMENT = {"dev": "dev", "prod-plan": "prod", "prod": "prod"}
 ALLOWED_SCOPES = {("contents", "read"), ("id-token", "write"), ("pull-requests", "write")}
 
 
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(path.read_text())
+def load(path: Path) -> dict[Any, Any]:
+    data: dict[Any, Any] = yaml.safe_load(path.read_text())  # `on:` loads as the key True
     return data
 
 
