@@ -10,11 +10,11 @@ from openapi_spec_validator import validate
 from local.api_gateway import api_spec
 from shared.config import ENVIRONMENTS
 from stacks.inference.api import FEEDBACK_MODEL_NAME, REQUEST_MODEL_NAME
-from stacks.inference.openapi import OPENAPI_FILE, draft04_to_2020_12, openapi_document, render
+from tools.openapi import OPENAPI_FILE, draft04_to_2020_12, openapi_document, render
 
 
 def test_the_published_file_is_the_generated_description():
-    assert OPENAPI_FILE.read_text() == render(), "stale: run python -m stacks.inference.openapi"
+    assert OPENAPI_FILE.read_text() == render(), "stale: run python -m tools.openapi"
 
 
 def test_it_is_a_valid_openapi_3_1_document():

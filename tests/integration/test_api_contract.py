@@ -23,7 +23,7 @@ import pytest
 import schemathesis
 from schemathesis import checks as schemathesis_checks
 
-from stacks.inference.openapi import OPENAPI_FILE
+from tools.openapi import OPENAPI_FILE
 from tests.integration.conftest import Target
 
 # 20 per operation keeps the default run's integration session within a few minutes on 2 cores
