@@ -243,6 +243,7 @@ class PredictionService:
         transaction for several.
         """
         collected = _Collected()
+        _, schema = self.schema()  # the rows were validated against it (cached)
         try:
             records = invoke_and_record(
                 self.runtime,
@@ -255,6 +256,7 @@ class PredictionService:
                 ttl_days=self.settings.ttl_days,
                 variant=variant,
                 monotonic=self.monotonic,
+                feature_names=schema.names,
             )
         except (ClientError, BotoCoreError, ValueError) as err:
             raise upstream_error(err, "InvokeEndpoint") from err
