@@ -617,6 +617,8 @@ def _build_environments() -> dict[str, EnvironmentConfig]:
                 # everything (emulated account, handlers, model servers, locust) shares 2 cores here;
                 # moto's garbage-collection pauses alone reach 70-200 ms
                 slo=SloConfig(p99_latency_ms=1000),
+                # Firehose's shortest interval: the local history is a minute behind, not 15
+                analytics=AnalyticsConfig(buffer_interval_seconds=60),
             ),
             EnvironmentConfig(
                 name="dev",
