@@ -87,7 +87,11 @@ class LocalAthena:
                     )
                 else:
                     scanned += self._copy(storage["Location"], folder, (".jsonl", ".json"))
-                    source = f"read_json_auto('{folder}/**/part-*.jsonl', union_by_name = true)"
+                    # strings stay strings, as the crawler's JSON classifier types them
+                    source = (
+                        f"read_json_auto('{folder}/**/part-*.jsonl', union_by_name = true, "
+                        "timestampformat = 'strings', dateformat = 'strings')"
+                    )
                     partitions = [key["Name"] for key in table.get("PartitionKeys", [])]
                 empty = self._empty_relation(storage["Columns"], partitions)
                 has_files = any(folder.rglob("*.*"))
