@@ -571,7 +571,8 @@ class LocalStage:
             thread = Poller(name, poll, interval, self.log)
             thread.start()
             self._stops.append(thread.stop)
-        self._stops.append(firehose_emulator.DELIVERIES.flush)
+        # what the buffers hold at shutdown is delivered, as Firehose does when a stream is deleted
+        self._stops.append(firehose_emulator.DELIVERIES.close)
         self.log(
             f"DynamoDB stream mapping: {mapping['EventSourceArn']} -> {function} "
             f"(batch {mapping['BatchSize']}, retries {mapping['MaximumRetryAttempts']}, "

@@ -207,6 +207,10 @@ class Deliveries:
     def flush(self) -> int:
         return sum(stream.flush() for stream in list(self.streams.values()))
 
+    def close(self) -> None:
+        """Deliver what the buffers hold (the stage's shutdown)."""
+        self.flush()
+
 
 DELIVERIES = Deliveries()
 
@@ -251,7 +255,7 @@ def install(deliveries: Deliveries = DELIVERIES) -> str:
     ) -> dict[str, Any]:
         delivery = delivery_for(self, delivery_stream_name)
         if delivery is None:
-            return original(self, delivery_stream_name, records)  # type: ignore[no-any-return]
+            return original(self, delivery_stream_name, records)
         delivery.put([_bytes(r["Data"]) for r in records])
         return {
             "FailedPutCount": 0,

@@ -89,7 +89,7 @@ def _text(value: Any) -> str:
         return value
     if isinstance(value, dict) and "Fn::Join" in value:
         delimiter, parts = value["Fn::Join"]
-        return delimiter.join(_text(p) for p in parts)
+        return str(delimiter).join(_text(p) for p in parts)
     return json.dumps(value, sort_keys=True)
 
 
