@@ -181,7 +181,7 @@ def render(answer: QueryAnswer, fmt: str) -> str:
         )
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(answer.columns)
         writer.writerows(answer.rows)
         return buffer.getvalue().rstrip("\n")

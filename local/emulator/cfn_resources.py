@@ -81,7 +81,7 @@ def take_out(template: dict[str, Any], *, region: str, account: str) -> dict[str
     for key in ("Resources", "Outputs"):
         if key in template:
             template[key] = _replace(template[key], swap)
-    for resource in resources.values():
+    for resource in template["Resources"].values():
         depends = resource.get("DependsOn")
         if isinstance(depends, list):
             resource["DependsOn"] = [d for d in depends if d not in removed]
@@ -203,13 +203,13 @@ class ApiCreator:
         elif kind == "AWS::Athena::WorkGroup":
             self.athena.create_work_group(
                 Name=props["Name"],
-                Description=props.get("Description", ""),
                 Configuration=props.get("WorkGroupConfiguration", {}),
+                **({"Description": props["Description"]} if props.get("Description") else {}),
             )
         elif kind == "AWS::Athena::NamedQuery":
             self.athena.create_named_query(
                 Name=props["Name"],
-                Description=props.get("Description", ""),
+                **({"Description": props["Description"]} if props.get("Description") else {}),
                 Database=props["Database"],
                 QueryString=props["QueryString"],
                 WorkGroup=props["WorkGroup"],
