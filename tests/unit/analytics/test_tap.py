@@ -71,6 +71,13 @@ def record(
 TTL = {"type": "Service", "principalId": TTL_PRINCIPAL}
 
 
+@pytest.fixture(autouse=True)
+def _no_metrics_left_behind() -> Iterator[None]:
+    """process() adds metrics the handler's decorator would flush; Powertools shares them."""
+    yield
+    tap.metrics.clear_metrics()
+
+
 @pytest.fixture
 def firehose() -> Iterator[Any]:
     with mock_aws():
