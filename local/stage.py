@@ -520,21 +520,35 @@ class LocalStage:
             self.log(f"events: {line}")
         return lines
 
-    def _start_stream_consumer(self, inference: dict[str, str], functions: LocalFunctions) -> None:
+    def _mapped_poller(
+        self,
+        kind: type[KinesisPoller],
+        function: str,
+        client: Any,
+        stream: str | None,
+        functions: LocalFunctions,
+    ) -> tuple[dict[str, Any], str, KinesisPoller]:
+        """A poller with ``function``'s one event source mapping's settings and failure queue."""
         lambda_client = self.session.client("lambda")
-        function = inference["StreamFunctionName"]
         (mapping,) = lambda_client.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
         sqs = self.session.client("sqs")
         destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
         queue_url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
-        poller = KinesisPoller(
-            kinesis=self.session.client("kinesis"),
-            stream_name=inference["StreamName"],
+        poller = kind(
+            kinesis=client,
+            stream_name=stream or mapping["EventSourceArn"],
             handler=lambda event, _context: functions.invoke(function, event),
             on_failure=lambda failure: sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(failure)),
             batch_size=mapping["BatchSize"],
             maximum_retry_attempts=mapping["MaximumRetryAttempts"],
             bisect_on_error=mapping["BisectBatchOnFunctionError"],
+        )
+        return mapping, str(queue_url), poller
+
+    def _start_stream_consumer(self, inference: dict[str, str], functions: LocalFunctions) -> None:
+        function = inference["StreamFunctionName"]
+        mapping, queue_url, poller = self._mapped_poller(
+            KinesisPoller, function, self.session.client("kinesis"), inference["StreamName"], functions
         )
         self.kinesis_poller = poller
         thread = Poller("kinesis", poller.poll, 0.2, self.log)
@@ -548,20 +562,9 @@ class LocalStage:
 
     def _start_history_tap(self, analytics: dict[str, str], functions: LocalFunctions) -> None:
         """The tap's DynamoDB stream mapping (run by the poller) and the history's delivery timer."""
-        lambda_client = self.session.client("lambda")
         function = analytics[AnalyticsOutputs.TAP_FUNCTION_NAME]
-        (mapping,) = lambda_client.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
-        sqs = self.session.client("sqs")
-        destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
-        queue_url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
-        poller = DynamoDBStreamPoller(
-            kinesis=self.session.client("dynamodbstreams"),
-            stream_name=mapping["EventSourceArn"],
-            handler=lambda event, _context: functions.invoke(function, event),
-            on_failure=lambda failure: sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(failure)),
-            batch_size=mapping["BatchSize"],
-            maximum_retry_attempts=mapping["MaximumRetryAttempts"],
-            bisect_on_error=mapping["BisectBatchOnFunctionError"],
+        mapping, queue_url, poller = self._mapped_poller(
+            DynamoDBStreamPoller, function, self.session.client("dynamodbstreams"), None, functions
         )
         self.history_poller = poller
         for name, poll, interval in (
