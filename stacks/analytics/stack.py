@@ -111,7 +111,13 @@ class AnalyticsStack(cdk.Stack):
             delivery_stream_arn=self.delivery.delivery_stream_arn,
             ops_key=data.ops_key,
         )
-        self.tap_function.acknowledge_wildcards()
+        self.tap_function.acknowledge_wildcards(
+            {
+                "Resource::*": "X-Ray PutTraceSegments/PutTelemetryRecords, EC2 Describe* and DynamoDB "
+                "ListStreams (the event source mapping's stream lookup) support no resource-level "
+                "permissions (AWS service authorization reference); the stream reads name the stream.",
+            }
+        )
 
         self.queries = AnalyticsQueries(
             self,
