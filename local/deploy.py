@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from local.emulator import cfn_resources
 from tools.deploy_plan import StackPlan, deployment_plan
 
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -61,6 +62,7 @@ class StageDeployer:
         self.apigateway = session.client("apigateway")
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
+        self.api_creator = cfn_resources.ApiCreator(session)
 
     def deploy(self, cdk_out: Path, stage: str) -> Deployment:
         plans = deployment_plan(cdk_out)
@@ -72,7 +74,11 @@ class StageDeployer:
             self._upload_assets(plan)
             template = json.loads(plan.template_file.read_text())
             custom = self._take_out_custom_resources(template)
+            api_created = cfn_resources.take_out(
+                template, region=self.api_creator.region, account=self.api_creator.account
+            )
             self._create(plan.stack_name, template)
+            result.patches += self.api_creator.create(plan.stack_name, api_created)
             resources = self._physical_ids(plan.stack_name)
             for logical_id, resource in custom.items():
                 result.patches.append(self._emulate(plan.stack_name, logical_id, resource, resources))

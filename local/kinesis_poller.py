@@ -105,7 +105,7 @@ class KinesisPoller:
                 failures = (response or {}).get("batchItemFailures", [])
                 if not failures:
                     return
-                sequence_numbers = [r["kinesis"]["sequenceNumber"] for r in batch]
+                sequence_numbers = [self._sequence_number(r) for r in batch]
                 failed = {f["itemIdentifier"] for f in failures}
                 failed_from = min(
                     (i for i, s in enumerate(sequence_numbers) if s in failed), default=len(batch)
@@ -116,6 +116,10 @@ class KinesisPoller:
                 self._give_up(batch, attempt)
                 return
             self.stats.retries += 1
+
+    @staticmethod
+    def _sequence_number(record: dict[str, Any]) -> str:
+        return str(record["kinesis"]["sequenceNumber"])
 
     def _give_up(self, batch: list[dict[str, Any]], attempts: int) -> None:
         self.stats.sent_to_failure_destination += len(batch)

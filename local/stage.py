@@ -47,9 +47,13 @@ import boto3
 import httpx
 import uvicorn
 
-from local import api_gateway, events
+from local import api_gateway, dynamodb_stream_poller, events
 from local.deploy import StageDeployer
+from local.dynamodb_stream_poller import DynamoDBStreamPoller
 from local.emulator import apigateway as apigateway_emulator
+from local.emulator import athena as athena_emulator
+from local.emulator import cfn_resources
+from local.emulator import firehose as firehose_emulator
 from local.emulator import kinesis as kinesis_emulator
 from local.emulator import stepfunctions as stepfunctions_emulator
 from local.emulator.server import install_all
@@ -59,7 +63,7 @@ from local.processes import StopStage, die_with_parent, stop_on_signals
 from local.router import WeightSource, create_router
 from mlpipe.batch import run_batch
 from shared.config import LOCAL_ACCOUNT
-from shared.outputs import BatchOutputs
+from shared.outputs import AnalyticsOutputs, BatchOutputs
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "local"
@@ -283,6 +287,7 @@ class LocalStage:
         mark = lap("synth", mark)
         deployment = StageDeployer(self.session).deploy(cdk_out, STAGE)
         kinesis_emulator.detach_lambda_triggers(LOCAL_ACCOUNT, REGION)
+        dynamodb_stream_poller.detach_lambda_triggers(LOCAL_ACCOUNT, REGION)
         mark = lap("deploy templates", mark)
         outputs = deployment.outputs
         inference = outputs[f"ml-pipeline-inference-{STAGE}"]
@@ -290,6 +295,7 @@ class LocalStage:
         mark = lap("model servers", mark)
         router_url = self._start_router(inference["EndpointName"])
         self.batch_outputs = outputs[f"ml-pipeline-batch-{STAGE}"]
+        self.analytics_outputs = outputs[f"ml-pipeline-analytics-{STAGE}"]
         functions = self._functions(inference, self.batch_outputs)
         self._register_and_reconcile()
         mark = lap("register and reconcile models", mark)
@@ -299,6 +305,7 @@ class LocalStage:
         )
         event_lines = self._start_events(templates, functions)
         self._start_stream_consumer(inference, functions)
+        self._start_history_tap(self.analytics_outputs, functions)
         self._attach_batch(functions)
         lap("handlers and events", mark)
         self.info = StageInfo(
@@ -356,7 +363,14 @@ class LocalStage:
             timeout=15,
             what="moto server",
         )
-        gaps = (*gaps, kinesis_emulator.GAP)
+        gaps = (
+            *gaps,
+            kinesis_emulator.GAP,
+            cfn_resources.GAP,
+            dynamodb_stream_poller.GAP,
+            firehose_emulator.install(),
+            athena_emulator.GAP,
+        )
         for gap in gaps:
             self.log(f"emulator gap patched: {gap}")
         return gaps, moto_url
@@ -411,6 +425,7 @@ class LocalStage:
             batch[BatchOutputs.LIST_FUNCTION_NAME],
             batch[BatchOutputs.INLINE_FUNCTION_NAME],
             batch[BatchOutputs.REPORT_FUNCTION_NAME],
+            self.analytics_outputs[AnalyticsOutputs.TAP_FUNCTION_NAME],
         ]
         functions = LocalFunctions(self.session.client("lambda"), names)
         functions.apply_environment()
@@ -507,21 +522,35 @@ class LocalStage:
             self.log(f"events: {line}")
         return lines
 
-    def _start_stream_consumer(self, inference: dict[str, str], functions: LocalFunctions) -> None:
+    def _mapped_poller(
+        self,
+        kind: type[KinesisPoller],
+        function: str,
+        client: Any,
+        stream: str | None,
+        functions: LocalFunctions,
+    ) -> tuple[dict[str, Any], str, KinesisPoller]:
+        """A poller with ``function``'s one event source mapping's settings and failure queue."""
         lambda_client = self.session.client("lambda")
-        function = inference["StreamFunctionName"]
         (mapping,) = lambda_client.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
         sqs = self.session.client("sqs")
         destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
         queue_url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
-        poller = KinesisPoller(
-            kinesis=self.session.client("kinesis"),
-            stream_name=inference["StreamName"],
+        poller = kind(
+            kinesis=client,
+            stream_name=stream or mapping["EventSourceArn"],
             handler=lambda event, _context: functions.invoke(function, event),
             on_failure=lambda failure: sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(failure)),
             batch_size=mapping["BatchSize"],
             maximum_retry_attempts=mapping["MaximumRetryAttempts"],
             bisect_on_error=mapping["BisectBatchOnFunctionError"],
+        )
+        return mapping, str(queue_url), poller
+
+    def _start_stream_consumer(self, inference: dict[str, str], functions: LocalFunctions) -> None:
+        function = inference["StreamFunctionName"]
+        mapping, queue_url, poller = self._mapped_poller(
+            KinesisPoller, function, self.session.client("kinesis"), inference["StreamName"], functions
         )
         self.kinesis_poller = poller
         thread = Poller("kinesis", poller.poll, 0.2, self.log)
@@ -533,6 +562,28 @@ class LocalStage:
             f"on failure -> {queue_url})"
         )
 
+    def _start_history_tap(self, analytics: dict[str, str], functions: LocalFunctions) -> None:
+        """The tap's DynamoDB stream mapping (run by the poller) and the history's delivery timer."""
+        function = analytics[AnalyticsOutputs.TAP_FUNCTION_NAME]
+        mapping, queue_url, poller = self._mapped_poller(
+            DynamoDBStreamPoller, function, self.session.client("dynamodbstreams"), None, functions
+        )
+        self.history_poller = poller
+        for name, poll, interval in (
+            ("history-tap", poller.poll, 0.5),
+            ("history-delivery", firehose_emulator.DELIVERIES.flush_due, 1.0),
+        ):
+            thread = Poller(name, poll, interval, self.log)
+            thread.start()
+            self._stops.append(thread.stop)
+        # what the buffers hold at shutdown is delivered, as Firehose does when a stream is deleted
+        self._stops.append(firehose_emulator.DELIVERIES.close)
+        self.log(
+            f"DynamoDB stream mapping: {mapping['EventSourceArn']} -> {function} "
+            f"(batch {mapping['BatchSize']}, retries {mapping['MaximumRetryAttempts']}, "
+            f"on failure -> {queue_url}); history delivered on the delivery stream's buffering hints"
+        )
+
     def _attach_batch(self, functions: LocalFunctions) -> None:
         """The batch run's Lambda tasks call the handlers here; its Batch jobs run as processes."""
         batch = self.batch_outputs
@@ -540,6 +591,7 @@ class LocalStage:
             batch[BatchOutputs.LIST_FUNCTION_NAME],
             batch[BatchOutputs.INLINE_FUNCTION_NAME],
             batch[BatchOutputs.REPORT_FUNCTION_NAME],
+            self.analytics_outputs[AnalyticsOutputs.TAP_FUNCTION_NAME],
         ]
         stepfunctions_emulator.attach(
             functions=dict.fromkeys(names, functions.invoke), job_runner=self._run_job

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from mlpipe import ab
+from mlpipe import analytics as analytics_commands
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
 from mlpipe.cache import stage_cache_flusher
@@ -136,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output", type=Path, default=Path("reports/ab"), help="folder for ab-report.md/.png"
     )
+    analytics_commands.add_commands(groups)
     return parser
 
 
@@ -390,7 +392,9 @@ LIFECYCLE_COMMANDS = {
 
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
-    group_command = {"ab": _ab_report, "batch": _batch_run}.get(args.group)
+    group_command = {"ab": _ab_report, "batch": _batch_run, "analytics": analytics_commands.run}.get(
+        args.group
+    )
     if group_command is not None:
         return group_command(args, session)
     location = registry_location(session.client("cloudformation"), args.stage)

@@ -425,6 +425,22 @@ def rows_from_document(document: object) -> list[object]:
     raise RequestError(f"the body must contain exactly one of 'instances' or 'features'; {usage}")
 
 
+def feature_names_of_request_schema(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The feature names, in schema order, of a request schema ``request_json_schema`` wrote.
+
+    The served request schema is the one copy of the feature list the deployed layers carry
+    (``stacks/inference/request-schema.json``); the analytics layer derives its columns from it.
+    """
+    try:
+        single = next(shape for shape in document["oneOf"] if "features" in shape["properties"])
+        names = single["properties"]["features"]["required"]
+    except (KeyError, StopIteration, TypeError) as err:
+        raise ValueError(f"not a request schema of request_json_schema: {err!r}") from None
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ValueError("the request schema names no features")
+    return tuple(names)
+
+
 def request_json_schema(schema: FeatureSchema, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, Any]:
     """Draft-04 JSON Schema of a request body (API Gateway request models use draft 04).
 

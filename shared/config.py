@@ -120,6 +120,10 @@ DEFAULT_INTERFACE_ENDPOINTS: Final = (
         callers="preprocessing Lambda puts POST /predict/stream requests on the stream (PutRecord)",
     ),
     InterfaceEndpoint(
+        service="kinesis-firehose",
+        callers="the analytics tap Lambda puts history rows on the delivery stream (PutRecordBatch)",
+    ),
+    InterfaceEndpoint(
         service="ecr.api",
         callers="Fargate Batch jobs: the ECS agent authenticates to ECR to pull the job image",
     ),
@@ -478,6 +482,32 @@ class LifecycleConfig(_Frozen):
         return self
 
 
+class AnalyticsConfig(_Frozen):
+    """The analytics layer: the history tap, its delivery stream, the catalog and Athena."""
+
+    # Firehose's Parquet conversion needs a buffer of at least 64 MB; at ~100k records/day
+    # (~1.3 KB of JSON each, ~5 MB/hour) the interval always flushes first: 96 objects a day of
+    # ~0.2 MB Parquet each, and a prediction reaches the history within 15 minutes.
+    buffer_interval_seconds: Annotated[int, Field(ge=60, le=900)] = 900
+    buffer_size_mb: Annotated[int, Field(ge=64, le=128)] = 64
+    # the tap's event source mapping on the predictions table's stream
+    tap_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    tap_max_batching_window_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+    tap_retry_attempts: Annotated[int, Field(ge=0, le=10_000)] = 5
+    # a stream record is kept 24 h by DynamoDB Streams: give up (to the failure queue) before
+    tap_max_record_age_seconds: Annotated[int, Field(ge=60, le=86_400)] = 21_600
+    tap_failure_queue_retention_days: Annotated[int, Field(ge=1, le=14)] = 14
+    # Converts stream records to history rows and puts them on the delivery stream.
+    tap_function: FunctionConfig = FunctionConfig(memory_mb=256, timeout_seconds=60)
+    # the first day the history table's partition projection knows (dt=YYYY-MM-DD)
+    projection_start: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] = "2026-01-01"
+    # Athena cancels a query of this workgroup that scans more (10 MB is Athena's minimum);
+    # 1 GB is about 30 years of this layer's history at 100k/day
+    bytes_scanned_cutoff: Annotated[int, Field(ge=10_000_000)] = 1_000_000_000
+    # Athena's price per TB scanned (us-east-1), for the cost `mlpipe analytics query` reports
+    athena_usd_per_tb: Annotated[float, Field(gt=0)] = 5.0
+
+
 class SloConfig(_Frozen):
     """Service levels the load tests gate on (``nox -s load``)."""
 
@@ -509,6 +539,7 @@ class EnvironmentConfig(_Frozen):
     data: DataConfig = DataConfig()
     inference: InferenceConfig = InferenceConfig()
     batch: BatchConfig = BatchConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
     slo: SloConfig = SloConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
 
@@ -643,6 +674,8 @@ def _build_environments() -> dict[str, EnvironmentConfig]:
                     lock_ttl_seconds=120,
                     rollback_grace_seconds=900,
                 ),
+                # Firehose's shortest interval: the local history is a minute behind, not 15
+                analytics=AnalyticsConfig(buffer_interval_seconds=60),
             ),
             EnvironmentConfig(
                 name="dev",

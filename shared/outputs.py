@@ -65,3 +65,18 @@ class BatchOutputs:
     INPUT_PREFIX: Final = "BatchInputPrefix"
     OUTPUT_PREFIX: Final = "BatchOutputPrefix"
     RUNS_PREFIX: Final = "BatchRunsPrefix"
+
+
+class AnalyticsOutputs:
+    """Outputs of the analytics stack: the history's path, its catalog and where queries run."""
+
+    DATABASE_NAME: Final = "AnalyticsDatabaseName"
+    HISTORY_TABLE_NAME: Final = "AnalyticsHistoryTableName"
+    HISTORY_LOCATION: Final = "AnalyticsHistoryLocation"
+    BATCH_OUTPUT_TABLE_NAME: Final = "AnalyticsBatchOutputTableName"
+    CRAWLER_NAME: Final = "AnalyticsCrawlerName"
+    WORKGROUP_NAME: Final = "AnalyticsWorkGroupName"
+    ATHENA_RESULTS_LOCATION: Final = "AnalyticsAthenaResultsLocation"
+    DELIVERY_STREAM_NAME: Final = "AnalyticsDeliveryStreamName"
+    TAP_FUNCTION_NAME: Final = "AnalyticsTapFunctionName"
+    TAP_FAILURE_QUEUE_URL: Final = "AnalyticsTapFailureQueueUrl"

@@ -13,6 +13,7 @@ One item per prediction (real-time API, stream consumer, batch job):
 | ``latencyMs`` | N | endpoint round trip as the producer measured it |
 | ``expirationTime`` | N | epoch seconds; DynamoDB TTL deletes the item after it |
 | ``feedbackLabel``, ``feedbackAt`` | N, S | the observed outcome, once ``POST /feedback`` reports it |
+| ``features`` | M | the request's feature values by name (the analytics history and its drift view) |
 
 Runtime code (boto3, no CDK); the handlers of the inference and batch layers write with it.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -47,15 +48,41 @@ class PredictionRecord(BaseModel):
     expiration_time: int = Field(alias="expirationTime")
     feedback_label: int | None = Field(default=None, alias="feedbackLabel")
     feedback_at: str | None = Field(default=None, alias="feedbackAt")
+    features: dict[str, float] | None = None
 
     def to_item(self) -> dict[str, Any]:
         """The DynamoDB item (numbers as Decimal, as the boto3 resource layer wants them)."""
         item = self.model_dump(by_alias=True, exclude_none=True)
-        return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in item.items()}
+        return {k: _to_decimal(v) for k, v in item.items()}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> PredictionRecord:
-        return cls.model_validate({k: float(v) if isinstance(v, Decimal) else v for k, v in item.items()})
+        return cls.model_validate({k: _from_decimal(v) for k, v in item.items()})
+
+
+def _to_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_decimal(v) for k, v in value.items()}
+    return value
+
+
+def _from_decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _from_decimal(v) for k, v in value.items()}
+    return value
+
+
+def _features(row: object, names: Sequence[str]) -> dict[str, float]:
+    """A validated row (an object by name or an array in schema order) as values by name."""
+    if isinstance(row, Mapping):
+        return {name: float(row[name]) for name in names}
+    if isinstance(row, Sequence) and not isinstance(row, str | bytes):
+        return {name: float(value) for name, value in zip(names, row, strict=True)}
+    raise ValueError("a row is neither an object nor an array")
 
 
 def timestamp(moment: datetime) -> str:
@@ -81,12 +108,15 @@ def invoke_and_record(
     ttl_days: int,
     variant: str | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    feature_names: Sequence[str] | None = None,
 ) -> list[PredictionRecord]:
     """Invoke the endpoint with a batch of validated rows and put one record per row through ``writer``.
 
     ``writer`` has ``put_item(Item=...)``: a DynamoDB batch writer (it retries unprocessed items),
     or a collector the caller writes in one transaction; ``at`` is the records' sort-key time,
-    which callers make deterministic where a retry must overwrite, not duplicate.
+    which callers make deterministic where a retry must overwrite, not duplicate. With
+    ``feature_names`` (the schema the rows were validated against) each record carries its row's
+    feature values by name.
 
     Nothing reaches ``writer`` unless the endpoint answered and every record was built from its
     answer: the endpoint's errors propagate (``ClientError``, ``BotoCoreError`` for timeouts and
@@ -122,8 +152,9 @@ def invoke_and_record(
                 probability=float(prediction["probability"]),
                 latency_ms=latency_ms,
                 expiration_time=expiration_time(at, ttl_days),
+                features=_features(row, feature_names) if feature_names is not None else None,
             )
-            for prediction_id, prediction in zip(prediction_ids, predictions, strict=True)
+            for prediction_id, prediction, row in zip(prediction_ids, predictions, rows, strict=True)
         ]
     except (KeyError, TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
         raise ValueError(f"the endpoint's answer does not fit the request: {err}") from None

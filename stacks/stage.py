@@ -7,6 +7,7 @@ from constructs import Construct
 
 from shared.config import EnvironmentConfig
 from shared.infra.tagging import RequiredTags
+from stacks.analytics.stack import AnalyticsStack
 from stacks.batch.stack import BatchStack
 from stacks.data.stack import DataStack
 from stacks.inference.stack import InferenceStack
@@ -57,8 +58,20 @@ class MlPipelineStage(cdk.Stage):
         )
         # the jobs call the endpoint: deploy (and roll out) the batch layer after the inference layer
         self.batch.add_dependency(self.inference, "batch jobs invoke the inference layer's endpoint")
+        self.analytics = AnalyticsStack(
+            self,
+            "Analytics",
+            config=config,
+            network=self.network,
+            data=self.data,
+            stack_name=config.stack_name("analytics"),
+            description=f"ml-pipeline {config.name}: prediction history (stream tap, Firehose Parquet), Glue "
+            f"catalog and crawler, Athena workgroup and named queries",
+        )
+        # the batch run starts this layer's crawler (by its shared name): deploy it after batch
+        self.analytics.add_dependency(self.batch, "the batch run starts the analytics layer's crawler")
         cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data, self.inference, self.batch]
+        return [self.network, self.data, self.inference, self.batch, self.analytics]

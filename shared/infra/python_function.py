@@ -314,8 +314,9 @@ class HardenedFunction(Construct):
     }
 
     def acknowledge_wildcards(self, reasons: Mapping[str, str] | None = None) -> None:
-        """Acknowledge the role's wildcards (call after its last grant); ``reasons`` adds patterns."""
-        acknowledge_wildcards(self.role, {**(reasons or {}), **self.BASE_WILDCARDS})
+        """Acknowledge the role's wildcards (call after its last grant); ``reasons`` adds patterns
+        (or replaces a base reason that does not say all the function's role holds)."""
+        acknowledge_wildcards(self.role, {**self.BASE_WILDCARDS, **(reasons or {})})
 
     def _allow_vpc_networking(self, vpc: ec2.IVpc, security_groups: Sequence[ec2.ISecurityGroup]) -> None:
         """What Lambda needs to attach the function to the VPC (the managed policy, scoped down)."""

@@ -9,7 +9,8 @@ the S3 rule the key of the object just created).
                    └ InlineOrBatch? ─ size ≤ inline_max_bytes ─ PredictInline (Lambda)
                                     └ larger ─────────────────── RunBatchJob (Batch .sync)
                      each: Retry on transient errors; Catch → InputFailed (recorded, not hidden)
-                 Finish (Parallel: Report (run manifest) ‖ NotifyFinished (SNS))
+                 Finish (Parallel: Report (run manifest) ─ CatalogOutputs (Glue StartCrawler)
+                                   ‖ NotifyFinished (SNS))
                  AllInputsSucceeded? ─ yes ─ Succeeded
                                      └ no ── NotifyInputsFailed (SNS) ─ InputsFailed (Fail)
     any step's unexpected error ─ NotifyRunFailed (SNS) ─ RunFailed (Fail)
@@ -18,6 +19,13 @@ Failures are never turned into success: an input whose Lambda raised or whose jo
 recorded with its error so its neighbours still finish and the run manifest lists it, and then
 the run ends in a Fail state. No fixed waits: Batch jobs are awaited with the ``.sync``
 integration, which Step Functions completes from Batch's job state change events.
+
+``CatalogOutputs`` starts the analytics layer's crawler over the batch outputs, so the
+``batch_output`` table knows the run's new folders. The crawler is named by
+``shared.analytics.crawler_name`` on both sides: the analytics stack, deployed after this one,
+creates it, and this stack needs no reference to it (no export, no cycle). A crawl still running
+from an earlier run (``Glue.CrawlerRunningException``) picks the new files up, so it is not an
+error; transient Glue errors are retried; anything else fails the run as any step's error does.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from shared.analytics import crawler_name
 from shared.config import EnvironmentConfig
 from shared.infra.logs import EncryptedLogGroup
 from stacks.batch.compute import BatchCompute
@@ -47,6 +56,13 @@ TRANSIENT_LAMBDA_ERRORS = (
 # ran and failed (States.TaskFailed) is not retried here: Batch's retry strategy already retried
 # what a retry can fix.
 TRANSIENT_BATCH_ERRORS = ("Batch.AWSBatchException", "Batch.ServerException")
+# a crawl already running will see the new outputs; throttling and service faults are retried
+CRAWLER_RUNNING = "Glue.CrawlerRunningException"
+TRANSIENT_GLUE_ERRORS = (
+    "Glue.OperationTimeoutException",
+    "Glue.InternalServiceException",
+    "Glue.ThrottlingException",
+)
 EXECUTION = "$$.Execution.Name"
 
 
@@ -209,6 +225,33 @@ class BatchWorkflow(Construct):
             ),
             output_path="$.Payload",
         )
+        self.crawler_name = crawler_name(config)
+        self.crawler_arn = cdk.Stack.of(self).format_arn(
+            service="glue", resource="crawler", resource_name=self.crawler_name
+        )
+        catalog_outputs = tasks.CallAwsService(
+            self,
+            "CatalogOutputs",
+            comment="Start the batch outputs' crawler (the analytics layer's batch_output table)",
+            service="glue",
+            action="startCrawler",
+            parameters={"Name": self.crawler_name},
+            iam_resources=[self.crawler_arn],
+            iam_action="glue:StartCrawler",
+            result_path=sfn.JsonPath.DISCARD,  # the branch's result stays the run manifest
+        )
+        catalog_outputs.add_retry(
+            errors=list(TRANSIENT_GLUE_ERRORS),
+            interval=cdk.Duration.seconds(5),
+            max_attempts=3,
+            backoff_rate=2.0,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        catalog_outputs.add_catch(
+            sfn.Pass(self, "CrawlerAlreadyRunning", comment="The running crawl picks up the new outputs"),
+            errors=[CRAWLER_RUNNING],
+            result_path=sfn.JsonPath.DISCARD,
+        )
         notify_finished = notify(
             "NotifyFinished",
             "batch run finished",
@@ -226,7 +269,7 @@ class BatchWorkflow(Construct):
             result_selector={"report": sfn.JsonPath.object_at("$[0]")},
             result_path="$.finish",
         )
-        finish.branch(report)
+        finish.branch(report.next(catalog_outputs))
         finish.branch(notify_finished)
         catch(finish)
 

@@ -7,14 +7,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+# key prefixes other layers write to (shared with them); lifecycle rules are attached to them
+from shared.analytics import ANALYTICS_PREFIX, ATHENA_RESULTS_PREFIX
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge
 from shared.infra.buckets import OBJECT_LOCK_REASON, abort_incomplete_uploads, secure_bucket
 from shared.infra.removal import to_cdk
-
-# Key prefixes other layers write to; lifecycle rules are attached to them.
-ANALYTICS_PREFIX = "predictions/"
-ATHENA_RESULTS_PREFIX = "athena-results/"
 
 
 class DataBuckets(Construct):

@@ -57,6 +57,8 @@ class DataKeys(Construct):
                 log_group_arn(stack, f"{config.log_group_prefix}/*"),
                 log_group_arn(stack, f"/aws/lambda/{PROJECT}-*-{config.name}-{config.region}"),
                 log_group_arn(stack, f"/aws/vendedlogs/*{PROJECT}-*-{config.name}-{config.region}*"),
+                # Glue crawlers under a security configuration: /aws-glue/crawlers-role/{role}-{config}
+                log_group_arn(stack, f"/aws-glue/crawlers-role/{PROJECT}-*-{config.name}-{config.region}-*"),
             ],
         )
         # CloudWatch alarms publishing to encrypted SNS topics; EventBridge delivering to

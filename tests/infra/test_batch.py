@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from shared.analytics import crawler_name
 from shared.config import ENVIRONMENTS, EnvironmentConfig, RemovalPolicy
 from shared.infra.acknowledge import MIN_REASON_LENGTH
 from shared.outputs import BatchOutputs, DataOutputs, NetworkOutputs
@@ -46,6 +47,9 @@ TRANSIENT_ERRORS = frozenset(
         "Batch.AWSBatchException",
         "Batch.ServerException",
         "Batch.TooManyRequestsException",
+        "Glue.OperationTimeoutException",
+        "Glue.InternalServiceException",
+        "Glue.ThrottlingException",
     }
 )
 # what every VPC function with X-Ray needs besides its own grants; those with Resource "*"
@@ -693,6 +697,19 @@ def test_finish_reports_beside_the_notification_and_failed_inputs_fail_the_run(e
     report = branches["Report"]["Report"]
     assert report["Resource"].endswith(":states:::lambda:invoke")
     assert report["Parameters"]["FunctionName"] == asl.get_att(functions["batch-report"], "Arn")
+    # then the analytics layer's crawler, by the name both layers derive; the manifest stays the
+    # branch's result, and a crawl already running is no failure
+    assert report["Next"] == "CatalogOutputs"
+    catalog = branches["Report"]["CatalogOutputs"]
+    assert catalog["Resource"].endswith(":states:::aws-sdk:glue:startCrawler")
+    assert catalog["Parameters"] == {"Name": crawler_name(config)}
+    assert catalog["ResultPath"] is None
+    assert catalog.get("End") is True
+    (caught,) = catalog["Catch"]
+    assert caught["ErrorEquals"] == ["Glue.CrawlerRunningException"]
+    assert caught["ResultPath"] is None
+    assert branches["Report"][caught["Next"]]["Type"] == "Pass"
+    assert all("States.ALL" not in r["ErrorEquals"] for r in catalog.get("Retry", []))
     notify = branches["NotifyFinished"]["NotifyFinished"]
     assert notify["Resource"].endswith(":states:::sns:publish")
     assert notify["Parameters"]["TopicArn"] == asl.ref(topic_id)
@@ -818,10 +835,13 @@ def test_state_machine_role_grants_the_sync_integration_and_its_own_resources_on
     assert kms
     assert all(resources == [ops_key] for resources in kms.values())
 
+    assert by_action["glue:StartCrawler"] == [f"arn:aws:glue{arn}crawler/{crawler_name(config)}"]
+
     for statement in statements:
         if "*" in _resources(statement):
             assert set(_actions(statement)) <= STATE_MACHINE_UNSCOPED_ACTIONS, statement
     expected_actions = {
+        "glue:StartCrawler",
         "events:PutTargets",
         "events:PutRule",
         "events:DescribeRule",

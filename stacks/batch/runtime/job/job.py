@@ -157,7 +157,7 @@ class BatchJob:
                 else:
                     valid.append((number, row))
             counts.rejected += len(chunk) - len(valid)
-            results = self._predict(valid, identity, as_of, counts)
+            results = self._predict(valid, identity, as_of, counts, schema.names)
             part = outputs.part(index)
             self._write_part(part.bucket, part.key, results)
             written = index + 1
@@ -192,7 +192,12 @@ class BatchJob:
                 )
 
     def _predict(
-        self, rows: list[tuple[int, object]], identity: str, as_of: datetime, counts: Counts
+        self,
+        rows: list[tuple[int, object]],
+        identity: str,
+        as_of: datetime,
+        counts: Counts,
+        feature_names: tuple[str, ...],
     ) -> list[dict[str, Any]]:
         """Predict and store ``rows`` in requests of ``request_rows``, ``concurrency`` at a time.
 
@@ -201,7 +206,9 @@ class BatchJob:
         size = self.settings.request_rows
         requests = [rows[start : start + size] for start in range(0, len(rows), size)]
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="request") as pool:
-            outcomes = list(pool.map(lambda request: self._request(request, identity, as_of), requests))
+            outcomes = list(
+                pool.map(lambda request: self._request(request, identity, as_of, feature_names), requests)
+            )
         results: list[dict[str, Any]] = []
         for request, outcome in zip(requests, outcomes, strict=True):
             if isinstance(outcome, str):
@@ -213,7 +220,11 @@ class BatchJob:
         return results
 
     def _request(
-        self, request: list[tuple[int, object]], identity: str, as_of: datetime
+        self,
+        request: list[tuple[int, object]],
+        identity: str,
+        as_of: datetime,
+        feature_names: tuple[str, ...],
     ) -> list[dict[str, Any]] | str:
         """One endpoint call and its writes (its own batch writer); the reason as text if it failed."""
         try:
@@ -227,6 +238,7 @@ class BatchJob:
                     source="batch",
                     at=as_of,
                     ttl_days=self.settings.ttl_days,
+                    feature_names=feature_names,
                 )
         except (BotoCoreError, ClientError, ValueError) as err:
             # refused (ClientError), timed out or unreachable (BotoCoreError) after the client's

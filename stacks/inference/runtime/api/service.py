@@ -234,6 +234,13 @@ class PredictionService:
         transaction for several.
         """
         collected = _Collected()
+        # validated rows: objects carry exactly the schema's names; arrays take them from the schema
+        # they were validated against (cached by rows()); without one the record has no features
+        feature_names: tuple[str, ...] | None
+        if rows and all(isinstance(row, dict) for row in rows):
+            feature_names = tuple(rows[0])  # type: ignore[arg-type]
+        else:
+            feature_names = self._cached[2].names if self._cached is not None else None
         try:
             records = invoke_and_record(
                 self.runtime,
@@ -246,6 +253,7 @@ class PredictionService:
                 ttl_days=self.settings.ttl_days,
                 variant=variant,
                 monotonic=self.monotonic,
+                feature_names=feature_names,
             )
         except (ClientError, BotoCoreError, ValueError) as err:
             raise upstream_error(err, "InvokeEndpoint") from err
