@@ -42,6 +42,7 @@ RUNTIME_SOURCES = (
     "shared/model_parameters.py",
     "shared/outputs.py",
     "shared/predictions.py",
+    "shared/telemetry.py",
     "mlpipe",
     "model/__init__.py",
     "model/schema.py",
