@@ -65,3 +65,22 @@ class BatchOutputs:
     INPUT_PREFIX: Final = "BatchInputPrefix"
     OUTPUT_PREFIX: Final = "BatchOutputPrefix"
     RUNS_PREFIX: Final = "BatchRunsPrefix"
+
+
+class ObservabilityOutputs:
+    """Outputs of the observability stack: where alerts go, the dashboard, the drift monitor."""
+
+    PAGING_TOPIC_ARN: Final = "PagingTopicArn"
+    NOTICE_TOPIC_ARN: Final = "NoticeTopicArn"
+    DASHBOARD_NAME: Final = "DashboardName"
+    DRIFT_FUNCTION_NAME: Final = "DriftFunctionName"
+    DRIFT_SCHEDULE_RULE_NAME: Final = "DriftScheduleRuleName"
+    PIPELINE_DOWN_ALARM_NAME: Final = "PipelineDownAlarmName"
+
+    @staticmethod
+    def model_degraded_alarm(variant: str) -> str:
+        return f"{variant}DegradedAlarmName"
+
+    @staticmethod
+    def drift_alarm(variant: str) -> str:
+        return f"{variant}DriftAlarmName"

@@ -13,6 +13,7 @@ One item per prediction (real-time API, stream consumer, batch job):
 | ``latencyMs`` | N | endpoint round trip as the producer measured it |
 | ``expirationTime`` | N | epoch seconds; DynamoDB TTL deletes the item after it |
 | ``feedbackLabel``, ``feedbackAt`` | N, S | the observed outcome, once ``POST /feedback`` reports it |
+| ``inputs`` | S | the validated row as compact JSON (object or array), read by the drift monitor |
 
 Runtime code (boto3, no CDK); the handlers of the inference and batch layers write with it.
 """
@@ -47,6 +48,7 @@ class PredictionRecord(BaseModel):
     expiration_time: int = Field(alias="expirationTime")
     feedback_label: int | None = Field(default=None, alias="feedbackLabel")
     feedback_at: str | None = Field(default=None, alias="feedbackAt")
+    inputs: str | None = None
 
     def to_item(self) -> dict[str, Any]:
         """The DynamoDB item (numbers as Decimal, as the boto3 resource layer wants them)."""
@@ -122,8 +124,9 @@ def invoke_and_record(
                 probability=float(prediction["probability"]),
                 latency_ms=latency_ms,
                 expiration_time=expiration_time(at, ttl_days),
+                inputs=json.dumps(row, separators=(",", ":")),
             )
-            for prediction_id, prediction in zip(prediction_ids, predictions, strict=True)
+            for prediction_id, prediction, row in zip(prediction_ids, predictions, rows, strict=True)
         ]
     except (KeyError, TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
         raise ValueError(f"the endpoint's answer does not fit the request: {err}") from None

@@ -21,6 +21,7 @@ emitted by the services themselves.
 | ``feature_baseline_drift_{feature}`` | None | (service, variant) | drift monitor, per run |
 | ``FeatureDriftMax``, ``DriftedFeatureShare``, ``PredictionScoreDrift`` | None | (service, variant) | drift |
 | ``DriftSampleCount`` | Count | (service, variant) | drift monitor, every run |
+| ``FeedbackAccuracy``, ``FeedbackCount`` | None, Count | (service, variant) | drift monitor |
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ FEATURE_DRIFT_MAX: Final = "FeatureDriftMax"
 DRIFTED_FEATURE_SHARE: Final = "DriftedFeatureShare"
 PREDICTION_SCORE_DRIFT: Final = "PredictionScoreDrift"
 DRIFT_SAMPLE_COUNT: Final = "DriftSampleCount"
+# accuracy of the window's predictions that have feedback (published with enough feedback only)
+FEEDBACK_ACCURACY: Final = "FeedbackAccuracy"
+FEEDBACK_COUNT: Final = "FeedbackCount"
 
 # EventBridge: what the drift monitor puts when features drift
 DRIFT_EVENT_SOURCE: Final = "ml-pipeline.drift-monitor"
@@ -127,6 +131,8 @@ CUSTOM_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(DRIFTED_FEATURE_SHARE, "None", _DRIFT, ("drift",)),
     MetricSpec(PREDICTION_SCORE_DRIFT, "None", _DRIFT, ("drift",)),
     MetricSpec(DRIFT_SAMPLE_COUNT, "Count", _DRIFT, ("drift",)),
+    MetricSpec(FEEDBACK_ACCURACY, "None", _DRIFT, ("drift",)),
+    MetricSpec(FEEDBACK_COUNT, "Count", _DRIFT, ("drift",)),
 )
 
 

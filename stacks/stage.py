@@ -11,6 +11,7 @@ from stacks.batch.stack import BatchStack
 from stacks.data.stack import DataStack
 from stacks.inference.stack import InferenceStack
 from stacks.network.stack import NetworkStack
+from stacks.observability.stack import ObservabilityStack
 
 
 class MlPipelineStage(cdk.Stage):
@@ -57,8 +58,20 @@ class MlPipelineStage(cdk.Stage):
         )
         # the jobs call the endpoint: deploy (and roll out) the batch layer after the inference layer
         self.batch.add_dependency(self.inference, "batch jobs invoke the inference layer's endpoint")
+        # deployed last: it reads every layer, and no lower layer reaches up to it
+        self.observability = ObservabilityStack(
+            self,
+            "Observability",
+            config=config,
+            data=self.data,
+            inference=self.inference,
+            batch=self.batch,
+            stack_name=config.stack_name("observability"),
+            description=f"ml-pipeline {config.name}: dashboard, alarms, alert topics, drift monitor",
+        )
+        self.observability.add_dependency(self.batch, "the dashboard and alarms read the batch layer")
         cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data, self.inference, self.batch]
+        return [self.network, self.data, self.inference, self.batch, self.observability]

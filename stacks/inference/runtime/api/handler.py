@@ -73,7 +73,7 @@ def get_prediction(prediction_id: str) -> Response[str]:
     record = prediction_service.current().get(prediction_id)
     if record is None:
         return _error(404, f"no prediction {prediction_id} (it may still be queued, or have expired)")
-    return _json(200, record.model_dump(by_alias=True, exclude_none=True))
+    return _json(200, record.model_dump(by_alias=True, exclude_none=True, exclude={"inputs"}))
 
 
 @app.post("/feedback")
