@@ -89,7 +89,8 @@ class DriftMonitor(Construct):
             self.function.function,
             guard=["lambda_inside_vpc_check"],
             reason="The drift monitor calls CloudWatch PutMetricData and EventBridge PutEvents, which "
-            "have no interface endpoint in the VPC, besides DynamoDB, SSM and S3; all calls are TLS and IAM-scoped.",
+            "have no interface endpoint in the VPC, besides DynamoDB, SSM and S3; all calls are TLS and "
+            "IAM-scoped.",
         )
         role = self.function.role
         table_arn = stack.format_arn(service="dynamodb", resource="table", resource_name=table_name)

@@ -12,6 +12,8 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from shared.config import EnvironmentConfig
@@ -118,9 +120,23 @@ class ObservabilityStack(cdk.Stack):
                 detail_type=["Batch Job State Change"],
                 detail={"status": ["FAILED"], "jobQueue": [batch.compute.job_queue_arn]},
             ),
+            # the topic by ARN: CDK would otherwise add an unconditioned EventBridge statement to
+            # the data layer's ops key policy, which already admits EventBridge for this account
             targets=[
-                targets.SnsTopic(self.topics.notice, dead_letter_queue=self.dead_letters, retry_attempts=3)
+                targets.SnsTopic(
+                    sns.Topic.from_topic_arn(self, "NoticeTarget", self.topics.notice.topic_arn),
+                    dead_letter_queue=self.dead_letters,
+                    retry_attempts=3,
+                )
             ],
+        )
+        self.topics.notice.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topics.notice.topic_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": self.batch_failures.rule_arn}},
+            )
         )
         log_groups = [f.log_group.log_group_name for f in functions.values()]
         log_groups += [
