@@ -17,6 +17,7 @@ moto stores metric data and alarms but never evaluates an alarm (a new one start
 from __future__ import annotations
 
 import ast
+import io
 import json
 import math
 import operator
@@ -77,19 +78,47 @@ def _key(namespace: str, name: str, dimensions: Iterable[Mapping[str, str]]) -> 
 
 @dataclass
 class MetricStore:
-    """The datapoints alarms are evaluated on (moto keeps them too, but aggregates no percentiles)."""
+    """The datapoints alarms are evaluated on (moto keeps them too, but aggregates no percentiles).
+
+    Datums reach the emulated CloudWatch on :meth:`flush` (the alarm poller calls it), not on the
+    request path of the handler that emitted them.
+    """
 
     cloudwatch: Any | None = None  # the emulated account's client; None: keep them here only
     points: dict[MetricKey, list[Point]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def put(self, namespace: str, data: Sequence[Mapping[str, Any]]) -> None:
         with self.lock:
             for datum in data:
                 key = _key(namespace, datum["MetricName"], datum.get("Dimensions", []))
                 self.points[key].append((datum["Timestamp"].timestamp(), float(datum["Value"])))
-        if self.cloudwatch is not None and data:
-            self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=list(data))
+                self.pending.append((namespace, dict(datum)))
+
+    def flush(self) -> int:
+        """Put the datums stored since the last flush into the emulated CloudWatch."""
+        with self.lock:
+            pending, self.pending = self.pending, []
+        if self.cloudwatch is None:
+            return 0
+        by_namespace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for namespace, datum in pending:
+            by_namespace[namespace].append(datum)
+        for namespace, data in by_namespace.items():
+            for first in range(0, len(data), 500):
+                self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[first : first + 500])
+        return len(pending)
+
+    def record(self, namespace: str, name: str, dimensions: Mapping[str, str], value: float) -> None:
+        """One datum now (what an AWS service would emit, e.g. the local SageMaker router's)."""
+        datum = {
+            "MetricName": name,
+            "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+            "Timestamp": datetime.now(UTC),
+            "Value": value,
+        }
+        self.put(namespace, [datum])
 
     def put_emf(self, text: str) -> int:
         """Store the EMF lines of a handler's output; returns the datums stored."""
@@ -288,6 +317,7 @@ class AlarmEvaluator:
     def evaluate(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """One evaluation of every alarm; returns the state-change events emitted."""
         moment = now or datetime.now(UTC)
+        self.store.flush()
         changes = []
         for alarm in self.metric_alarms():
             state, reason = self.evaluate_metric_alarm(alarm, moment)
@@ -434,3 +464,20 @@ def composite_alarms(
                 )
             )
     return composites
+
+
+class EmfTee(io.TextIOBase):
+    """Stands in for ``sys.stdout``: writes through, and stores the EMF lines it sees."""
+
+    def __init__(self, out: Any, store: MetricStore) -> None:
+        super().__init__()
+        self.out, self.store = out, store
+
+    def write(self, text: str) -> int:
+        written: int = self.out.write(text)
+        if '"_aws"' in text:
+            self.store.put_emf(text)
+        return written
+
+    def flush(self) -> None:
+        self.out.flush()

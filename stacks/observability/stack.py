@@ -124,7 +124,11 @@ class ObservabilityStack(cdk.Stack):
             # the data layer's ops key policy, which already admits EventBridge for this account
             targets=[
                 targets.SnsTopic(
-                    sns.Topic.from_topic_arn(self, "NoticeTarget", self.topics.notice.topic_arn),
+                    sns.Topic.from_topic_arn(
+                        self,
+                        "NoticeTarget",
+                        f"arn:aws:sns:{config.region}:{config.account}:{config.resource_name('notice')}",
+                    ),
                     dead_letter_queue=self.dead_letters,
                     retry_attempts=3,
                 )

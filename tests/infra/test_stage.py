@@ -42,6 +42,7 @@ def test_one_stage_per_environment_with_stacks_in_dependency_order(plan):
             f"ml-pipeline-data-{env}",
             f"ml-pipeline-inference-{env}",
             f"ml-pipeline-batch-{env}",
+            f"ml-pipeline-observability-{env}",
         ]
         assert {(s.account, s.region) for s in stacks} == {
             (ENVIRONMENTS[env].account, ENVIRONMENTS[env].region)
@@ -57,6 +58,7 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
         "ml-pipeline-data-local",
         "ml-pipeline-inference-local",
         "ml-pipeline-batch-local",
+        "ml-pipeline-observability-local",
     ]
     assert all(Path(s["templateFile"]).exists() for s in plan["local"])
     printed = capsys.readouterr().out
@@ -65,7 +67,7 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("env", ENVS)
-@pytest.mark.parametrize("layer", ["network", "data", "inference", "batch"])
+@pytest.mark.parametrize("layer", ["network", "data", "inference", "batch", "observability"])
 def test_every_taggable_resource_carries_the_required_tags(env, layer, template_json):
     resources = template_json(env, layer)["Resources"]
     expected = ENVIRONMENTS[env].tag_map
@@ -84,7 +86,13 @@ def test_every_taggable_resource_carries_the_required_tags(env, layer, template_
 
 def test_ci_deploys_each_stack_alone_in_plan_order(cdk_out):
     deploys = commands(cdk_out, "prod")
-    assert [c[-1] for c in deploys] == ["prod/Network", "prod/Data", "prod/Inference", "prod/Batch"]
+    assert [c[-1] for c in deploys] == [
+        "prod/Network",
+        "prod/Data",
+        "prod/Inference",
+        "prod/Batch",
+        "prod/Observability",
+    ]
     assert all("--exclusively" in c and str(cdk_out) in c for c in deploys)
     with pytest.raises(SystemExit, match="stage 'qa' is not in"):
         commands(cdk_out, "qa")
