@@ -517,7 +517,20 @@ class LocalStage:
     def _start_alarms(self, templates: dict[str, dict[str, Any]]) -> None:
         """The templates' alarms evaluated on the handlers' EMF and the router's metrics."""
         sns = self.session.client("sns")
+        cloudformation = self.session.client("cloudformation")
         self.metrics.cloudwatch = self.session.client("cloudwatch")
+        ids = {
+            stack: {
+                r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+                for r in cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
+                if r.get("LogicalResourceId")
+            }
+            for stack in templates
+        }
+        exports = {e["Name"]: e["Value"] for e in cloudformation.list_exports()["Exports"]}
+        cloudwatch_emulator.create_metric_alarms(
+            self.metrics.cloudwatch, templates, ids=ids, exports=exports, account=LOCAL_ACCOUNT, region=REGION
+        )
         self.alarms = cloudwatch_emulator.AlarmEvaluator(
             store=self.metrics,
             cloudwatch=self.session.client("cloudwatch"),

@@ -27,7 +27,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from mlpipe import ab
+from mlpipe import ab, monitor
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
 from mlpipe.cache import stage_cache_flusher
@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output", type=Path, default=Path("reports/ab"), help="folder for ab-report.md/.png"
     )
+    monitor.add_parser(groups)
     return parser
 
 
@@ -287,7 +288,7 @@ def _lifecycle_command(args: argparse.Namespace, lifecycle: Lifecycle) -> tuple[
 
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
-    group_command = {"ab": _ab_report, "batch": _batch_run}.get(args.group)
+    group_command = {"ab": _ab_report, "batch": _batch_run, "monitor": monitor.drift}.get(args.group)
     if group_command is not None:
         return group_command(args, session)
     location = registry_location(session.client("cloudformation"), args.stage)

@@ -640,6 +640,12 @@ class EnvironmentConfig(_Frozen):
         weight = self.inference.variant(CHALLENGER_VARIANT).weight if challenger else 0.0
         return {"challenger": challenger, "challenger_weight": weight}
 
+    def guardrail_alarm_names(self, variant: str) -> tuple[str, str]:
+        """The endpoint's guardrail alarms of a variant (5XX, latency): the inference layer makes
+        them, the observability layer's composite alarms name them."""
+        low = variant.lower()
+        return self.resource_name(f"{low}-5xx"), self.resource_name(f"{low}-latency")
+
     def initial_version(self, variant: str) -> str:
         """The model version a variant serves when the endpoint is first created."""
         if variant == CHALLENGER_VARIANT and self.data.initial_challenger_version:

@@ -412,9 +412,7 @@ def composite_alarms(
     for stack, template in templates.items():
         for logical, resource in template.get("Resources", {}).items():
             props = resource.get("Properties", {})
-            if resource["Type"] == "AWS::CloudWatch::Alarm":
-                names[(stack, logical)] = props["AlarmName"]
-            elif resource["Type"] == "AWS::CloudWatch::CompositeAlarm":
+            if resource["Type"] == "AWS::CloudWatch::Alarm" or resource["Type"] == "AWS::CloudWatch::CompositeAlarm":
                 names[(stack, logical)] = props["AlarmName"]
             elif resource["Type"] == "AWS::SNS::Topic":
                 topics[(stack, logical)] = props.get("TopicName", logical)
@@ -429,6 +427,8 @@ def composite_alarms(
     def part(stack: str, value: Any) -> str:
         if isinstance(value, str):
             return value
+        if value == {"Ref": "AWS::Partition"}:
+            return "aws"
         if "Fn::GetAtt" in value:
             return names[(stack, value["Fn::GetAtt"][0])]
         if "Fn::ImportValue" in value:
@@ -481,3 +481,85 @@ class EmfTee(io.TextIOBase):
 
     def flush(self) -> None:
         self.out.flush()
+
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+
+
+def resolve(
+    value: Any, *, ids: Mapping[str, str], exports: Mapping[str, str], account: str, region: str
+) -> Any:
+    """A template value with Ref, Fn::GetAtt (Arn, QueueName), Fn::ImportValue and Fn::Join resolved."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "Ref" in node:
+            name = node["Ref"]
+            return {"AWS::AccountId": account, "AWS::Region": region, **PSEUDO}.get(name) or ids[name]
+        if "Fn::ImportValue" in node:
+            return exports[walk(node["Fn::ImportValue"])]
+        if "Fn::Join" in node:
+            separator, parts = node["Fn::Join"]
+            return separator.join(str(walk(part)) for part in parts)
+        if "Fn::GetAtt" in node:
+            logical, attribute = node["Fn::GetAtt"]
+            physical = ids[logical]
+            if attribute == "QueueName":
+                return physical.rstrip("/").rsplit("/", 1)[-1]
+            if attribute == "Arn" and physical.startswith("arn:"):
+                return physical
+            raise ValueError(f"Fn::GetAtt {logical}.{attribute} is not emulated")
+        return {key: walk(item) for key, item in node.items()}
+
+    return walk(value)
+
+
+ALARM_PARAMETERS = frozenset(
+    {
+        "AlarmName",
+        "AlarmDescription",
+        "ActionsEnabled",
+        "OKActions",
+        "AlarmActions",
+        "InsufficientDataActions",
+        "MetricName",
+        "Namespace",
+        "Statistic",
+        "ExtendedStatistic",
+        "Dimensions",
+        "Period",
+        "Unit",
+        "EvaluationPeriods",
+        "DatapointsToAlarm",
+        "Threshold",
+        "ComparisonOperator",
+        "TreatMissingData",
+        "Metrics",
+    }
+)
+
+
+def create_metric_alarms(
+    cloudwatch: Any,
+    templates: Mapping[str, Mapping[str, Any]],
+    *,
+    ids: Mapping[str, Mapping[str, str]],
+    exports: Mapping[str, str],
+    account: str,
+    region: str,
+) -> list[str]:
+    """Put the templates' metric alarms into the emulated account (moto's CloudFormation skips them)."""
+    created = []
+    for stack, template in templates.items():
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            props = resolve(
+                resource["Properties"], ids=ids[stack], exports=exports, account=account, region=region
+            )
+            cloudwatch.put_metric_alarm(**{k: v for k, v in props.items() if k in ALARM_PARAMETERS})
+            created.append(props["AlarmName"])
+    return created

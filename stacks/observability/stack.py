@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -79,11 +80,14 @@ class ObservabilityStack(cdk.Stack):
             "batch-report": batch.report_function,
             "drift-monitor": self.drift.function,
         }
-        guardrails: dict[str, list[Any]] = {}
-        for alarm in inference.endpoint.alarms:
-            for variant in config.inference.variants:
-                if alarm.node.id.startswith(variant.name):
-                    guardrails.setdefault(variant.name, []).append(alarm)
+        # by name, not by object: an ARN export would tie the inference stack's alarms to this one
+        guardrails = {
+            variant.name: [
+                cloudwatch.Alarm.from_alarm_name(self, f"{variant.name}Guardrail{index}", name)
+                for index, name in enumerate(config.guardrail_alarm_names(variant.name))
+            ]
+            for variant in config.inference.variants
+        }
         watched = Watched(
             endpoint_name=inference.endpoint.endpoint_name,
             guardrail_alarms=guardrails,

@@ -16,8 +16,10 @@ from local.emulator.cloudwatch import (
     MetricStore,
     aggregate,
     composite_alarms,
+    create_metric_alarms,
     emf_metric_data,
     evaluate_expression,
+    resolve,
     rule_holds,
 )
 from shared import telemetry
@@ -301,3 +303,45 @@ def test_composites_of_the_templates_resolve_their_alarms():
     )
     assert composite.rule == '(ALARM("modela-5xx") AND ALARM("traffic"))'
     assert composite.alarm_actions == ("arn:aws:sns:us-east-1:123456789012:paging",)
+
+
+def test_the_templates_metric_alarms_are_created_resolved(account):
+    cloudwatch, _, _, topic, _ = account
+    template = {
+        "Resources": {
+            "Topic": {"Type": "AWS::SNS::Topic"},
+            "Dlq": {"Type": "AWS::SQS::Queue"},
+            "Depth": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {
+                    "AlarmName": {"Fn::Join": ["-", ["dlq", {"Ref": "AWS::Region"}]]},
+                    "Namespace": "AWS/SQS",
+                    "MetricName": "ApproximateNumberOfMessagesVisible",
+                    "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["Dlq", "QueueName"]}}],
+                    "Statistic": "Maximum",
+                    "Period": 300,
+                    "EvaluationPeriods": 1,
+                    "Threshold": 1,
+                    "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                    "TreatMissingData": "notBreaching",
+                    "AlarmActions": [{"Ref": "Topic"}],
+                    "OKActions": [{"Fn::ImportValue": "other-topic"}],
+                },
+            },
+        }
+    }
+    ids = {"s": {"Topic": topic, "Dlq": "https://sqs.us-east-1.amazonaws.com/123456789012/the-dlq"}}
+    created = create_metric_alarms(
+        cloudwatch,
+        {"s": template},
+        ids=ids,
+        exports={"other-topic": topic},
+        account="123456789012",
+        region="us-east-1",
+    )
+    assert created == ["dlq-us-east-1"]
+    (alarm,) = cloudwatch.describe_alarms(AlarmNames=["dlq-us-east-1"])["MetricAlarms"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": "the-dlq"}]
+    assert alarm["AlarmActions"] == [topic]
+    with pytest.raises(ValueError, match="not emulated"):
+        resolve({"Fn::GetAtt": ["Dlq", "Nope"]}, ids=ids["s"], exports={}, account="1", region="r")
