@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from local.emulator import cloudwatch as cloudwatch_emulator
 from tools.deploy_plan import StackPlan, deployment_plan
 
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -72,6 +73,9 @@ class StageDeployer:
             self._upload_assets(plan)
             template = json.loads(plan.template_file.read_text())
             custom = self._take_out_custom_resources(template)
+            # moto's CloudFormation has no CloudWatch alarms: references to them become literals
+            # (local.emulator.cloudwatch creates and evaluates the alarms from the templates)
+            cloudwatch_emulator.literal_alarm_references(template, account=plan.account, region=plan.region)
             self._create(plan.stack_name, template)
             resources = self._physical_ids(plan.stack_name)
             for logical_id, resource in custom.items():

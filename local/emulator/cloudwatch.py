@@ -138,16 +138,15 @@ class MetricStore:
 def aggregate(values: Sequence[float], statistic: str) -> float | None:
     if not values:
         return None
-    if statistic == "Sum":
-        return math.fsum(values)
-    if statistic == "Average":
-        return math.fsum(values) / len(values)
-    if statistic == "Minimum":
-        return min(values)
-    if statistic == "Maximum":
-        return max(values)
-    if statistic == "SampleCount":
-        return float(len(values))
+    simple: dict[str, Callable[[Sequence[float]], float]] = {
+        "Sum": math.fsum,
+        "Average": lambda v: math.fsum(v) / len(v),
+        "Minimum": min,
+        "Maximum": max,
+        "SampleCount": lambda v: float(len(v)),
+    }
+    if statistic in simple:
+        return simple[statistic](values)
     match = re.fullmatch(r"p(\d+(?:\.\d+)?)", statistic)
     if match:
         ordered = sorted(values)
@@ -171,7 +170,7 @@ _OPERATORS: Mapping[type, Callable[[Any, Any], Any]] = {
 def evaluate_expression(expression: str, names: Mapping[str, float | None]) -> float | None:
     """A metric-math expression for one period (arithmetic, comparisons, IF, FILL); None: no data."""
 
-    def value(node: ast.AST) -> Any:
+    def value(node: ast.AST) -> Any:  # noqa: PLR0911 (one return per node type)
         if isinstance(node, ast.Expression):
             return value(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
@@ -240,7 +239,7 @@ class AlarmEvaluator:
     store: MetricStore
     cloudwatch: Any
     publish: Callable[[str, str], None]
-    emit: Callable[[dict[str, Any]], None]
+    emit: Callable[[dict[str, Any]], object]
     composites: Sequence[CompositeAlarm] = ()
     account: str = "123456789012"
     region: str = "us-east-1"
@@ -322,7 +321,12 @@ class AlarmEvaluator:
         for alarm in self.metric_alarms():
             state, reason = self.evaluate_metric_alarm(alarm, moment)
             changes += self._transition(
-                alarm["AlarmName"], alarm.get("AlarmDescription", ""), state, reason, alarm, moment
+                alarm["AlarmName"],
+                description=alarm.get("AlarmDescription", ""),
+                state=state,
+                reason=reason,
+                definition=alarm,
+                now=moment,
             )
         # composites may name composites: evaluate until nothing changes
         for _ in range(len(self.composites) + 1):
@@ -333,11 +337,11 @@ class AlarmEvaluator:
                 definition = {"AlarmActions": composite.alarm_actions, "OKActions": composite.ok_actions}
                 emitted = self._transition(
                     composite.name,
-                    composite.description,
-                    state,
-                    composite.rule,
-                    definition,
-                    moment,
+                    description=composite.description,
+                    state=state,
+                    reason=composite.rule,
+                    definition=definition,
+                    now=moment,
                     composite=True,
                 )
                 changes += emitted
@@ -349,12 +353,12 @@ class AlarmEvaluator:
     def _transition(
         self,
         name: str,
+        *,
         description: str,
         state: str,
         reason: str,
         definition: Mapping[str, Any],
         now: datetime,
-        *,
         composite: bool = False,
     ) -> list[dict[str, Any]]:
         previous = self.states.get(name, "INSUFFICIENT_DATA")
@@ -412,7 +416,10 @@ def composite_alarms(
     for stack, template in templates.items():
         for logical, resource in template.get("Resources", {}).items():
             props = resource.get("Properties", {})
-            if resource["Type"] == "AWS::CloudWatch::Alarm" or resource["Type"] == "AWS::CloudWatch::CompositeAlarm":
+            if (
+                resource["Type"] == "AWS::CloudWatch::Alarm"
+                or resource["Type"] == "AWS::CloudWatch::CompositeAlarm"
+            ):
                 names[(stack, logical)] = props["AlarmName"]
             elif resource["Type"] == "AWS::SNS::Topic":
                 topics[(stack, logical)] = props.get("TopicName", logical)
@@ -491,7 +498,7 @@ def resolve(
 ) -> Any:
     """A template value with Ref, Fn::GetAtt (Arn, QueueName), Fn::ImportValue and Fn::Join resolved."""
 
-    def walk(node: Any) -> Any:
+    def walk(node: Any) -> Any:  # noqa: PLR0911 (one return per intrinsic)
         if isinstance(node, list):
             return [walk(item) for item in node]
         if not isinstance(node, dict):
@@ -563,3 +570,42 @@ def create_metric_alarms(
             cloudwatch.put_metric_alarm(**{k: v for k, v in props.items() if k in ALARM_PARAMETERS})
             created.append(props["AlarmName"])
     return created
+
+
+def literal_alarm_references(template: dict[str, Any], *, account: str, region: str) -> int:
+    """Replace references to alarms and dashboards by their names and ARNs, in place.
+
+    moto's CloudFormation has no CloudWatch alarm, composite alarm or dashboard type, and refuses a
+    template whose ``Fn::GetAtt`` names one; their names are literal in the project's templates,
+    so ``Ref`` becomes the name and ``Fn::GetAtt [.., Arn]`` the alarm's ARN. Returns the count.
+    """
+    names: dict[str, str] = {}
+    for logical, resource in template.get("Resources", {}).items():
+        props = resource.get("Properties", {})
+        kind = resource["Type"]
+        if kind in {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm"} and isinstance(
+            props.get("AlarmName"), str
+        ):
+            names[logical] = props["AlarmName"]
+        elif kind == "AWS::CloudWatch::Dashboard" and isinstance(props.get("DashboardName"), str):
+            names[logical] = props["DashboardName"]
+    replaced = 0
+
+    def walk(node: Any) -> Any:
+        nonlocal replaced
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Ref"} and node["Ref"] in names:
+            replaced += 1
+            return names[node["Ref"]]
+        if set(node) == {"Fn::GetAtt"} and node["Fn::GetAtt"][0] in names and node["Fn::GetAtt"][1] == "Arn":
+            replaced += 1
+            return f"arn:aws:cloudwatch:{region}:{account}:alarm:{names[node['Fn::GetAtt'][0]]}"
+        return {key: walk(item) for key, item in node.items()}
+
+    for section in ("Resources", "Outputs"):
+        if section in template:
+            template[section] = walk(template[section])
+    return replaced

@@ -18,7 +18,7 @@ Thresholds and periods come from ``config.observability``; the reason of each is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -53,7 +53,7 @@ class Watched:
     """What the alarms watch, handed over by the stack from the lower layers."""
 
     endpoint_name: str
-    guardrail_alarms: dict[str, Sequence[cloudwatch.IAlarm]]  # per variant: 5XX, latency
+    guardrail_alarms: Mapping[str, Sequence[cloudwatch.IAlarm]]  # per variant: 5XX, latency
     api_name: str
     api_stage: str
     functions: Sequence[WatchedFunction]

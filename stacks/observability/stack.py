@@ -170,9 +170,9 @@ class ObservabilityStack(cdk.Stack):
             ObservabilityOutputs.DRIFT_SCHEDULE_RULE_NAME: self.drift.schedule.rule_name,
             ObservabilityOutputs.PIPELINE_DOWN_ALARM_NAME: self.alarms.pipeline_down.alarm_name,
         }
-        for variant, alarm in self.alarms.model_degraded.items():
-            outputs[ObservabilityOutputs.model_degraded_alarm(variant)] = alarm.alarm_name
-        for variant, alarm in self.alarms.drift.items():
-            outputs[ObservabilityOutputs.drift_alarm(variant)] = alarm.alarm_name
+        for variant, degraded in self.alarms.model_degraded.items():
+            outputs[ObservabilityOutputs.model_degraded_alarm(variant)] = degraded.alarm_name
+        for variant, drift in self.alarms.drift.items():
+            outputs[ObservabilityOutputs.drift_alarm(variant)] = drift.alarm_name
         for key, value in outputs.items():
             cdk.CfnOutput(self, key, value=value)

@@ -33,7 +33,7 @@ def joined(value: Any) -> str:
         return value
     if isinstance(value, dict) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
-        return separator.join(joined(part) for part in parts)
+        return str(separator).join(joined(part) for part in parts)
     return "TOKEN"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -19,6 +20,7 @@ from local.emulator.cloudwatch import (
     create_metric_alarms,
     emf_metric_data,
     evaluate_expression,
+    literal_alarm_references,
     resolve,
     rule_holds,
 )
@@ -345,3 +347,24 @@ def test_the_templates_metric_alarms_are_created_resolved(account):
     assert alarm["AlarmActions"] == [topic]
     with pytest.raises(ValueError, match="not emulated"):
         resolve({"Fn::GetAtt": ["Dlq", "Nope"]}, ids=ids["s"], exports={}, account="1", region="r")
+
+
+def test_references_to_alarms_become_literals_for_motos_cloudformation():
+    template: dict[str, Any] = {
+        "Resources": {
+            "A": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"AlarmName": "a"}},
+            "C": {
+                "Type": "AWS::CloudWatch::CompositeAlarm",
+                "Properties": {
+                    "AlarmName": "c",
+                    "AlarmRule": {"Fn::Join": ["", ['ALARM("', {"Fn::GetAtt": ["A", "Arn"]}, '")']]},
+                },
+            },
+            "Q": {"Type": "AWS::SQS::Queue"},
+        },
+        "Outputs": {"Name": {"Value": {"Ref": "C"}}, "Queue": {"Value": {"Ref": "Q"}}},
+    }
+    assert literal_alarm_references(template, account="123456789012", region="us-east-1") == 2
+    rule = template["Resources"]["C"]["Properties"]["AlarmRule"]["Fn::Join"][1]
+    assert rule[1] == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:a"
+    assert template["Outputs"] == {"Name": {"Value": "c"}, "Queue": {"Value": {"Ref": "Q"}}}

@@ -32,7 +32,8 @@ def draw(rng: np.random.Generator, rows: int, shift: dict[int, float] | None = N
 
 def scores_of(rows: np.ndarray) -> np.ndarray:
     """A fixed 'model': a logistic of the first feature."""
-    return 1.0 / (1.0 + np.exp(-(rows[:, 0] - 10.0) / 2.0))
+    scores: np.ndarray = 1.0 / (1.0 + np.exp(-(rows[:, 0] - 10.0) / 2.0))
+    return scores
 
 
 def baseline(seed: int = 0) -> dict[str, Any]:
