@@ -38,6 +38,8 @@ GAPS = (
 
 MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
 Point = tuple[float, float]  # (epoch seconds, value)
+# what the emulated CloudWatch aggregates itself (metrics that bypass the store are read from it)
+MOTO_STATISTICS = frozenset({"Sum", "Average", "Minimum", "Maximum", "SampleCount"})
 COMPARE: Mapping[str, Callable[[float, float], bool]] = {
     "GreaterThanOrEqualToThreshold": operator.ge,
     "GreaterThanThreshold": operator.gt,
@@ -255,10 +257,33 @@ class AlarmEvaluator:
         stat = query["MetricStat"]
         metric = stat["Metric"]
         key = _key(metric["Namespace"], metric["MetricName"], metric.get("Dimensions", []))
+        if key not in self.store.points and stat["Stat"] in MOTO_STATISTICS:
+            return self._stored_series(metric, stat["Stat"], end, period, count)
         return [
             aggregate(self.store.values(key, end - (i + 1) * period, end - i * period), stat["Stat"])
             for i in reversed(range(count))
         ]
+
+    def _stored_series(
+        self, metric: Mapping[str, Any], statistic: str, end: float, period: int, count: int
+    ) -> list[float | None]:
+        """A metric put straight into the emulated CloudWatch (PutMetricData, e.g. the drift monitor)."""
+        start = end - count * period
+        answer = self.cloudwatch.get_metric_statistics(
+            Namespace=metric["Namespace"],
+            MetricName=metric["MetricName"],
+            Dimensions=metric.get("Dimensions", []),
+            StartTime=datetime.fromtimestamp(start, UTC),
+            EndTime=datetime.fromtimestamp(end, UTC),
+            Period=period,
+            Statistics=[statistic],
+        )
+        values: list[float | None] = [None] * count
+        for point in answer["Datapoints"]:
+            index = int((point["Timestamp"].timestamp() - start) // period)
+            if 0 <= index < count:
+                values[index] = float(point[statistic])
+        return values
 
     def datapoints(self, alarm: Mapping[str, Any], now: datetime) -> list[float | None]:
         """The alarm's value per evaluation period, oldest first (None: missing)."""

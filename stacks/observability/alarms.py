@@ -67,14 +67,33 @@ class Watched:
 TABLE_OPERATIONS = ("PutItem", "TransactWriteItems", "Query", "GetItem", "UpdateItem", "BatchWriteItem")
 
 
+def metric(
+    namespace: str,
+    name: str,
+    dimensions: Mapping[str, str],
+    statistic: str,
+    *,
+    period: cdk.Duration,
+    label: str | None = None,
+) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=namespace,
+        metric_name=name,
+        dimensions_map=dict(dimensions),
+        statistic=statistic,
+        period=period,
+        label=label,
+    )
+
+
 def variant_metric(
     endpoint_name: str, variant: str, name: str, statistic: str, period: cdk.Duration
 ) -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace="AWS/SageMaker",
-        metric_name=name,
-        dimensions_map={"EndpointName": endpoint_name, "VariantName": variant},
-        statistic=statistic,
+    return metric(
+        "AWS/SageMaker",
+        name,
+        {"EndpointName": endpoint_name, "VariantName": variant},
+        statistic,
         period=period,
     )
 
@@ -82,11 +101,11 @@ def variant_metric(
 def drift_metric(
     name: str, variant: str, period: cdk.Duration, statistic: str = "Maximum"
 ) -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace=telemetry.DEFAULT_NAMESPACE,
-        metric_name=name,
-        dimensions_map={telemetry.SERVICE: telemetry.SERVICE_NAMES["drift"], telemetry.VARIANT: variant},
-        statistic=statistic,
+    return metric(
+        telemetry.DEFAULT_NAMESPACE,
+        name,
+        {telemetry.SERVICE: telemetry.SERVICE_NAMES["drift"], telemetry.VARIANT: variant},
+        statistic,
         period=period,
     )
 
@@ -288,13 +307,7 @@ class OperationalAlarms(Construct):
             "api-5xx-rate",
             f"More than {self._settings.api_5xx_rate:.0%} of API requests answered 5XX in 2 of 3 periods; "
             "notice (pipeline-down pages on it).",
-            cloudwatch.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name="5XXError",
-                dimensions_map=dimensions,
-                statistic="Average",
-                period=self._period,
-            ),
+            metric("AWS/ApiGateway", "5XXError", dimensions, "Average", period=self._period),
             threshold=self._settings.api_5xx_rate,
             evaluation_periods=3,
             datapoints_to_alarm=2,
@@ -304,13 +317,7 @@ class OperationalAlarms(Construct):
             "ApiLatency",
             "api-latency-p99",
             f"API latency p99 above the SLO's {p99} ms for 3 periods in a row; notice.",
-            cloudwatch.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name="Latency",
-                dimensions_map=dimensions,
-                statistic="p99",
-                period=self._period,
-            ),
+            metric("AWS/ApiGateway", "Latency", dimensions, "p99", period=self._period),
             threshold=p99,
             comparison=Compare.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
@@ -362,26 +369,14 @@ class OperationalAlarms(Construct):
                 f"{function.name}-errors",
                 f"Function {function.name}: at least {settings.function_errors} error(s) in a period "
                 "(none are expected); notice.",
-                cloudwatch.Metric(
-                    namespace="AWS/Lambda",
-                    metric_name="Errors",
-                    dimensions_map=dimensions,
-                    statistic="Sum",
-                    period=self._period,
-                ),
+                metric("AWS/Lambda", "Errors", dimensions, "Sum", period=self._period),
                 threshold=settings.function_errors,
             )
             self._alarm(
                 f"{key}Throttles",
                 f"{function.name}-throttles",
                 f"Function {function.name}: throttled (reserved concurrency reached); notice.",
-                cloudwatch.Metric(
-                    namespace="AWS/Lambda",
-                    metric_name="Throttles",
-                    dimensions_map=dimensions,
-                    statistic="Sum",
-                    period=self._period,
-                ),
+                metric("AWS/Lambda", "Throttles", dimensions, "Sum", period=self._period),
                 threshold=settings.function_throttles,
             )
         # Lambda reports IteratorAge per stream invocation; no invocations, no records waiting.
@@ -390,11 +385,11 @@ class OperationalAlarms(Construct):
             "stream-iterator-age",
             f"Stream records wait longer than {settings.iterator_age_ms // 1000} s for the consumer, "
             "3 periods in a row; notice (pipeline-down pages on it).",
-            cloudwatch.Metric(
-                namespace="AWS/Lambda",
-                metric_name="IteratorAge",
-                dimensions_map={"FunctionName": watched.stream_function_name},
-                statistic="Maximum",
+            metric(
+                "AWS/Lambda",
+                "IteratorAge",
+                {"FunctionName": watched.stream_function_name},
+                "Maximum",
                 period=self._period,
             ),
             threshold=settings.iterator_age_ms,
@@ -409,11 +404,11 @@ class OperationalAlarms(Construct):
                 f"{key}Depth",
                 f"{queue.name}-depth",
                 f"Queue {queue.name} holds a message (a failure set aside for a person to look at); notice.",
-                cloudwatch.Metric(
-                    namespace="AWS/SQS",
-                    metric_name="ApproximateNumberOfMessagesVisible",
-                    dimensions_map={"QueueName": queue.queue_name},
-                    statistic="Maximum",
+                metric(
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    {"QueueName": queue.queue_name},
+                    "Maximum",
                     period=self._period,
                 ),
                 threshold=1,
@@ -427,23 +422,17 @@ class OperationalAlarms(Construct):
                     f"{key}{metric_name}",
                     f"{name}-executions-{what.replace(' ', '-')}",
                     f"A {name} run {what}; notice (the run's own notification topic has the details).",
-                    cloudwatch.Metric(
-                        namespace="AWS/States",
-                        metric_name=metric_name,
-                        dimensions_map={"StateMachineArn": arn},
-                        statistic="Sum",
-                        period=self._period,
-                    ),
+                    metric("AWS/States", metric_name, {"StateMachineArn": arn}, "Sum", period=self._period),
                     threshold=1,
                 )
 
     def _table(self, watched: Watched) -> cloudwatch.Alarm:
         def table_metric(name: str, dimensions: dict[str, str]) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/DynamoDB",
-                metric_name=name,
-                dimensions_map={"TableName": watched.table_name, **dimensions},
-                statistic="Sum",
+            return metric(
+                "AWS/DynamoDB",
+                name,
+                {"TableName": watched.table_name, **dimensions},
+                "Sum",
                 period=self._period,
             )
 

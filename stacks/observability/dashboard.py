@@ -14,6 +14,7 @@ from stacks.observability.alarms import (
     TABLE_OPERATIONS,
     Watched,
     drift_metric,
+    metric,
     predict_errors,
     variant_metric,
 )
@@ -34,17 +35,8 @@ def _metric(
     dimensions: Mapping[str, str],
     statistic: str,
     label: str | None = None,
-    *,
-    period: cdk.Duration | None = None,
 ) -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace=namespace,
-        metric_name=name,
-        dimensions_map=dict(dimensions),
-        statistic=statistic,
-        label=label,
-        period=period or cdk.Duration.minutes(5),
-    )
+    return metric(namespace, name, dimensions, statistic, period=cdk.Duration.minutes(5), label=label)
 
 
 class OperationsDashboard(Construct):

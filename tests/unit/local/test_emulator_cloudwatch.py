@@ -368,3 +368,42 @@ def test_references_to_alarms_become_literals_for_motos_cloudformation():
     rule = template["Resources"]["C"]["Properties"]["AlarmRule"]["Fn::Join"][1]
     assert rule[1] == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:a"
     assert template["Outputs"] == {"Name": {"Value": "c"}, "Queue": {"Value": {"Ref": "Q"}}}
+
+
+def test_metrics_put_straight_into_cloudwatch_are_evaluated_too(account):
+    """The drift monitor calls PutMetricData itself: its alarm is evaluated on the stored data."""
+    cloudwatch, sns, sqs, topic, queue = account
+    dimensions = [{"Name": "service", "Value": "ml-pipeline-drift"}, {"Name": "variant", "Value": "ModelA"}]
+    cloudwatch.put_metric_alarm(
+        AlarmName="modela-drift",
+        Namespace="MlPipeline",
+        MetricName=telemetry.DRIFTED_FEATURE_SHARE,
+        Dimensions=dimensions,
+        Statistic="Maximum",
+        Period=3600,
+        EvaluationPeriods=1,
+        Threshold=0.1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[topic],
+    )
+    found, _, events = evaluator(cloudwatch, sns)
+    now = datetime.now(UTC)
+    found.evaluate(now)
+    assert found.states["modela-drift"] == "OK"
+    cloudwatch.put_metric_data(
+        Namespace="MlPipeline",
+        MetricData=[
+            {
+                "MetricName": telemetry.DRIFTED_FEATURE_SHARE,
+                "Dimensions": dimensions,
+                "Timestamp": now,
+                "Value": 0.3,
+            }
+        ],
+    )
+    found.evaluate(now + timedelta(seconds=10))
+    assert found.states["modela-drift"] == "ALARM"
+    assert events[-1]["detail"]["alarmName"] == "modela-drift"
+    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["NewStateValue"] == "ALARM"
