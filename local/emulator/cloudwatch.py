@@ -246,6 +246,7 @@ class AlarmEvaluator:
     account: str = "123456789012"
     region: str = "us-east-1"
     states: dict[str, str] = field(default_factory=dict)
+    emitted: list[dict[str, Any]] = field(default_factory=list)  # every state-change event, in order
 
     def metric_alarms(self) -> list[dict[str, Any]]:
         alarms: list[dict[str, Any]] = []
@@ -424,6 +425,7 @@ class AlarmEvaluator:
             },
         }
         self.emit(event)
+        self.emitted.append(event)
         return [event]
 
 
