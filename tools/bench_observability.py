@@ -47,7 +47,7 @@ PRICES = {
 TABLE, BUCKET, PATH = "predictions", "models", "/ml-pipeline/bench/models"
 
 
-def _baseline(features: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+def _baseline(features: np.ndarray[Any, Any], names: tuple[str, ...]) -> dict[str, Any]:
     per_feature = {}
     for column, name in enumerate(names):
         values = features[:, column]
