@@ -29,6 +29,7 @@ from constructs import Construct
 
 from shared import telemetry
 from shared.config import EnvironmentConfig
+from shared.infra.acknowledge import acknowledge
 
 Missing = cloudwatch.TreatMissingData
 Compare = cloudwatch.ComparisonOperator
@@ -195,7 +196,15 @@ class OperationalAlarms(Construct):
             comparison_operator=comparison,
             treat_missing_data=missing,
         )
-        if not composite_input:
+        if composite_input:
+            acknowledge(
+                alarm,
+                guard=["cloudwatch_alarm_action_check"],
+                reason="An input of a composite alarm only (a burn-rate window or a variant-takes-traffic "
+                "signal): the composite alarm that reads it pages; an action here would alert twice or on "
+                "mere traffic.",
+            )
+        else:
             chosen = action or self._notify
             alarm.add_alarm_action(chosen)
             alarm.add_ok_action(chosen)
