@@ -494,6 +494,18 @@ class DriftConfig(_Frozen):
     # 120 s covers reading 20,000 items and the statistics many times over; 512 MB for numpy
     function: FunctionConfig = FunctionConfig(memory_mb=512, timeout_seconds=120, reserved_concurrency=1)
 
+    def environment(self) -> dict[str, str]:
+        """The monitor's settings as its function's environment (what ``MonitorSettings`` reads)."""
+        return {
+            "WINDOW_MINUTES": str(self.window_minutes),
+            "MIN_SAMPLES": str(self.min_samples),
+            "MAX_SAMPLES": str(self.max_samples),
+            "PSI_THRESHOLD": str(self.psi_threshold),
+            "KS_ALPHA": str(self.ks_alpha),
+            "KS_MIN_EFFECT": str(self.ks_min_effect),
+            "MIN_FEEDBACK": str(self.min_feedback),
+        }
+
 
 class ObservabilityConfig(_Frozen):
     """Dashboard, alarms and alert topics of the observability layer (each threshold's reason beside it)."""

@@ -129,13 +129,7 @@ def monitor_run_seconds(rows: int) -> dict[str, Any]:
                 "MODEL_BUCKET": BUCKET,
                 "MODEL_PARAMETERS_PATH": PATH,
                 "VARIANTS": f"{CHAMPION_VARIANT},{CHALLENGER_VARIANT}",
-                "WINDOW_MINUTES": str(drift.window_minutes),
-                "MIN_SAMPLES": str(drift.min_samples),
-                "MAX_SAMPLES": str(drift.max_samples),
-                "PSI_THRESHOLD": str(drift.psi_threshold),
-                "KS_ALPHA": str(drift.ks_alpha),
-                "KS_MIN_EFFECT": str(drift.ks_min_effect),
-                "MIN_FEEDBACK": str(drift.min_feedback),
+                **drift.environment(),
             }
         )
         clients = Clients(*(session.client(n) for n in ("dynamodb", "s3", "ssm", "cloudwatch", "events")))
