@@ -26,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local.emulator import cfn_resources
+from local.emulator import cloudwatch as cloudwatch_emulator
 from tools.deploy_plan import StackPlan, deployment_plan
 
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -77,6 +78,9 @@ class StageDeployer:
             api_created = cfn_resources.take_out(
                 template, region=self.api_creator.region, account=self.api_creator.account
             )
+            # moto's CloudFormation has no CloudWatch alarms: references to them become literals
+            # (local.emulator.cloudwatch creates and evaluates the alarms from the templates)
+            cloudwatch_emulator.literal_alarm_references(template, account=plan.account, region=plan.region)
             self._create(plan.stack_name, template)
             result.patches += self.api_creator.create(plan.stack_name, api_created)
             resources = self._physical_ids(plan.stack_name)

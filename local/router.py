@@ -10,7 +10,10 @@ speaks the real runtime protocol (``POST /endpoints/{name}/invocations``), so bo
   ``mlpipe models weights`` takes effect live;
 - the answer carries ``x-Amzn-Invoked-Production-Variant`` as SageMaker's does;
 - a model server's 4xx/5xx becomes SageMaker's ``ModelError`` (HTTP 424) with the original
-  status and message, which boto3 raises as ``ModelError``.
+  status and message, which boto3 raises as ``ModelError``;
+- with ``record``, each invocation reports what SageMaker publishes in ``AWS/SageMaker`` per
+  endpoint and variant: ``Invocations``, ``Invocation4XXErrors``/``Invocation5XXErrors`` (an
+  unreachable model server counts as 5XX) and ``ModelLatency`` in microseconds.
 """
 
 from __future__ import annotations
@@ -62,10 +65,14 @@ class WeightSource:
         return weights
 
 
+Recorder = Callable[[str, str, Mapping[str, str], float], None]  # namespace, name, dimensions, value
+
+
 def create_router(
     variants: Mapping[str, Mapping[str, httpx.AsyncClient]],
     weights: WeightSource,
     rng: random.Random | None = None,
+    record: Recorder | None = None,
 ) -> Starlette:
     """``variants``: endpoint name -> variant name -> client of that variant's model server."""
     draw = rng or random.Random()  # noqa: S311 - traffic splitting, not security
@@ -97,9 +104,24 @@ def create_router(
             "content-type": request.headers.get("content-type", "application/json"),
             "accept": request.headers.get("accept", "application/json"),
         }
-        answer = await variants[endpoint][chosen].post(
-            "/invocations", content=await request.body(), headers=headers
-        )
+        dimensions = {"EndpointName": endpoint, "VariantName": chosen}
+
+        def metric(name: str, value: float) -> None:
+            if record is not None:
+                record("AWS/SageMaker", name, dimensions, value)
+
+        metric("Invocations", 1)
+        started = time.perf_counter()
+        try:
+            answer = await variants[endpoint][chosen].post(
+                "/invocations", content=await request.body(), headers=headers
+            )
+        except httpx.TransportError:
+            metric("Invocation5XXErrors", 1)
+            raise
+        metric("ModelLatency", (time.perf_counter() - started) * 1_000_000)
+        metric("Invocation4XXErrors", float(400 <= answer.status_code < 500))
+        metric("Invocation5XXErrors", float(answer.status_code >= 500))
         if answer.status_code >= 400:
             return _aws_error(
                 424,

@@ -54,6 +54,7 @@ from local.emulator import apigateway as apigateway_emulator
 from local.emulator import athena as athena_emulator
 from local.emulator import cfn_resources
 from local.emulator import firehose as firehose_emulator
+from local.emulator import cloudwatch as cloudwatch_emulator
 from local.emulator import kinesis as kinesis_emulator
 from local.emulator import stepfunctions as stepfunctions_emulator
 from local.emulator.server import install_all
@@ -101,6 +102,10 @@ FAILURE_DETAILS = (
     "lambdaFunctionFailedEventDetails",
     "executionFailedEventDetails",
 )
+
+
+# alarms are evaluated this often (their periods are minutes; the integration tests wait on it)
+ALARM_EVALUATION_SECONDS = 10.0
 
 
 class ThreadedServer(threading.Thread):
@@ -262,6 +267,7 @@ class LocalStage:
         self._log = log or (lambda line: print(line, flush=True))
         self._stops: list[Callable[[], None]] = []
         self.model_servers: dict[str, ModelServer] = {}
+        self.metrics = cloudwatch_emulator.MetricStore()
         self.info: StageInfo | None = None
 
     def log(self, line: str) -> None:
@@ -304,6 +310,7 @@ class LocalStage:
             templates[f"ml-pipeline-inference-{STAGE}"], inference, functions
         )
         event_lines = self._start_events(templates, functions)
+        self._start_alarms(templates)
         self._start_stream_consumer(inference, functions)
         self._start_history_tap(self.analytics_outputs, functions)
         self._attach_batch(functions)
@@ -370,6 +377,7 @@ class LocalStage:
             dynamodb_stream_poller.GAP,
             firehose_emulator.install(),
             athena_emulator.GAP,
+            *cloudwatch_emulator.GAPS,
         )
         for gap in gaps:
             self.log(f"emulator gap patched: {gap}")
@@ -409,7 +417,9 @@ class LocalStage:
         sagemaker = self.session.client("sagemaker")
         clients = {v: httpx.AsyncClient(base_url=s.url, timeout=10) for v, s in self.model_servers.items()}
         self.live_variants = LiveVariants(sagemaker, endpoint, clients)
-        router = create_router({endpoint: self.live_variants}, WeightSource(sagemaker))
+        router = create_router(
+            {endpoint: self.live_variants}, WeightSource(sagemaker), record=self.metrics.record
+        )
         server = ThreadedServer(router, free_port(), "sagemaker-runtime")
         server.start_and_wait()
         self._stops.append(server.stop)
@@ -521,6 +531,42 @@ class LocalStage:
         for line in lines:
             self.log(f"events: {line}")
         return lines
+
+    def _start_alarms(self, templates: dict[str, dict[str, Any]]) -> None:
+        """The templates' alarms evaluated on the handlers' EMF and the router's metrics."""
+        sns = self.session.client("sns")
+        cloudformation = self.session.client("cloudformation")
+        self.metrics.cloudwatch = self.session.client("cloudwatch")
+        ids = {
+            stack: {
+                r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+                for r in cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
+                if r.get("LogicalResourceId")
+            }
+            for stack in templates
+        }
+        exports = {e["Name"]: e["Value"] for e in cloudformation.list_exports()["Exports"]}
+        cloudwatch_emulator.create_metric_alarms(
+            self.metrics.cloudwatch, templates, ids=ids, exports=exports, account=LOCAL_ACCOUNT, region=REGION
+        )
+        self.alarms = cloudwatch_emulator.AlarmEvaluator(
+            store=self.metrics,
+            cloudwatch=self.session.client("cloudwatch"),
+            publish=lambda topic, message: sns.publish(TopicArn=topic, Message=message),
+            emit=self.dispatcher.emit,
+            composites=cloudwatch_emulator.composite_alarms(templates, account=LOCAL_ACCOUNT, region=REGION),
+            account=LOCAL_ACCOUNT,
+            region=REGION,
+        )
+        sys.stdout = cloudwatch_emulator.EmfTee(sys.stdout, self.metrics)
+        self._stops.append(lambda: setattr(sys, "stdout", sys.__stdout__))
+        poller = Poller("alarms", self.alarms.evaluate, ALARM_EVALUATION_SECONDS, self.log)
+        poller.start()
+        self._stops.append(poller.stop)
+        self.log(
+            f"alarms: {len(self.alarms.metric_alarms())} metric and {len(self.alarms.composites)} composite "
+            f"alarms evaluated every {ALARM_EVALUATION_SECONDS:g} s"
+        )
 
     def _mapped_poller(
         self,

@@ -35,7 +35,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from mlpipe import ab
+from mlpipe import ab, monitor
 from mlpipe import analytics as analytics_commands
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
@@ -138,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         "--output", type=Path, default=Path("reports/ab"), help="folder for ab-report.md/.png"
     )
     analytics_commands.add_commands(groups)
+    monitor.add_parser(groups)
     return parser
 
 
@@ -392,9 +393,12 @@ LIFECYCLE_COMMANDS = {
 
 def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     """Carry out the command; returns (text for a person, data for --json)."""
-    group_command = {"ab": _ab_report, "batch": _batch_run, "analytics": analytics_commands.run}.get(
-        args.group
-    )
+    group_command = {
+        "ab": _ab_report,
+        "batch": _batch_run,
+        "analytics": analytics_commands.run,
+        "monitor": monitor.drift,
+    }.get(args.group)
     if group_command is not None:
         return group_command(args, session)
     location = registry_location(session.client("cloudformation"), args.stage)

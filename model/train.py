@@ -38,7 +38,8 @@ standard deviation, min, max, quantiles at ``quantile_levels``, and a histogram 
 ``(-inf, e0), [e0, e1), ..., [e_last, +inf)`` — a value ``v`` falls into bin
 ``searchsorted(edges, v, side="right")`` — so the open ends catch production values outside the
 training range; ``counts`` and ``proportions`` describe the training split, ready for a PSI
-(histogram) or KS (quantiles) drift statistic. ``prediction`` holds the same for the positive-class
+(histogram) or KS drift statistic; ``sample`` holds the sorted training values themselves (341 per
+feature), for the drift monitor's two-sample KS test. ``prediction`` holds the same for the positive-class
 probability on the training split, with fixed edges 0.1..0.9.
 
 Reproducible: without ``--trained-at`` (``trained_at`` is then null) re-training in the same
@@ -212,7 +213,8 @@ def build_baseline(fitted: FittedVersion, dataset: data.Dataset) -> dict[str, An
     for column, name in enumerate(dataset.feature_names):
         values = features[:, column]
         edges = [float(edge) for edge in np.unique(np.quantile(values, DECILES))]
-        per_feature[name] = _statistics(values, edges)
+        # the sorted training values: the drift monitor's two-sample KS test compares with them
+        per_feature[name] = {**_statistics(values, edges), "sample": sorted(float(v) for v in values)}
     probabilities = fitted.estimator.predict_proba(features)
     positive = probabilities[:, list(fitted.estimator.classes_).index(data.POSITIVE_CLASS)]
     return {

@@ -516,6 +516,94 @@ class SloConfig(_Frozen):
     max_error_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
 
 
+class AlertSubscription(_Frozen):
+    """Who hears an alert topic: an e-mail address, an HTTPS hook, or an SQS queue / Lambda (ARN)."""
+
+    topic: Literal["paging", "notice"]
+    protocol: Literal["email", "https", "sqs", "lambda"]
+    endpoint: Annotated[str, Field(min_length=3)]
+
+
+class BurnRateWindow(_Frozen):
+    """A multi-window burn-rate alert (Google SRE workbook): both windows must burn this fast."""
+
+    burn_rate: Annotated[float, Field(gt=1.0)]
+    long_minutes: Annotated[int, Field(ge=5, le=1440)]
+    short_minutes: Annotated[int, Field(ge=1, le=360)]
+
+
+class DriftConfig(_Frozen):
+    """The drift monitor: when it runs, what it reads, and when a feature counts as drifted."""
+
+    # hourly: a shift shows within the hour at 100,000 predictions/day (~4,000 rows per hour
+    # reach the window), and one run reads at most a few thousand items
+    schedule: Annotated[str, Field(pattern=r"^(cron|rate)\(.+\)$")] = "rate(1 hour)"
+    window_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
+    # Below this many rows a window publishes its count and no score. Why 500: with no drift PSI
+    # averages (B-1)(1/N + 1/M) over B bins; with the 10 decile bins and the 341-row training
+    # split (M) that is 0.044 at N = 500 and 0.18 at N = 50, so only from ~500 rows on is the
+    # 0.25 "major" threshold clear of noise (tests/unit/observability measure the false-alarm rate).
+    min_samples: Annotated[int, Field(ge=50)] = 500
+    # rows read per variant and run (newest first), bounding the run's time and read cost
+    max_samples: Annotated[int, Field(ge=500, le=100_000)] = 20_000
+    # PSI: 0.1 moderate, 0.25 major shift (the industry convention)
+    psi_threshold: Annotated[float, Field(gt=0)] = 0.25
+    # KS: alpha across all features (Bonferroni: alpha / features per test) and the minimum
+    # effect size D, so a large window does not flag a negligible shift as drift
+    ks_alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    ks_min_effect: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    # accuracy from feedback: published once this many of the window's predictions have an
+    # observed label (100 gives a +-0.05 binomial standard error at 85 %), alarmed below the floor
+    # (the versions' test accuracy is above 0.93)
+    min_feedback: Annotated[int, Field(ge=10)] = 100
+    accuracy_floor: Annotated[float, Field(gt=0, lt=1)] = 0.85
+    # the drift alarm: this share of the features drifted in one run (0.1: 3 of the 30 features)
+    alarm_drifted_share: Annotated[float, Field(gt=0, le=1)] = 0.1
+    # 120 s covers reading 20,000 items and the statistics many times over; 512 MB for numpy
+    function: FunctionConfig = FunctionConfig(memory_mb=512, timeout_seconds=120, reserved_concurrency=1)
+
+    def environment(self) -> dict[str, str]:
+        """The monitor's settings as its function's environment (what ``MonitorSettings`` reads)."""
+        return {
+            "WINDOW_MINUTES": str(self.window_minutes),
+            "MIN_SAMPLES": str(self.min_samples),
+            "MAX_SAMPLES": str(self.max_samples),
+            "PSI_THRESHOLD": str(self.psi_threshold),
+            "KS_ALPHA": str(self.ks_alpha),
+            "KS_MIN_EFFECT": str(self.ks_min_effect),
+            "MIN_FEEDBACK": str(self.min_feedback),
+        }
+
+
+class ObservabilityConfig(_Frozen):
+    """Dashboard, alarms and alert topics of the observability layer (each threshold's reason beside it)."""
+
+    subscriptions: tuple[AlertSubscription, ...] = ()
+    # Availability SLO of POST /predict over 30 days: 99.9 % (43 minutes of errors a month)
+    availability_target: Annotated[float, Field(gt=0.9, lt=1.0)] = 0.999
+    # page when 2 % of the month's budget burns in 1 h (14.4x) or 5 % in 6 h (6x), each confirmed
+    # by a short window so the page stops soon after the errors stop
+    burn_rate_windows: tuple[BurnRateWindow, ...] = (
+        BurnRateWindow(burn_rate=14.4, long_minutes=60, short_minutes=5),
+        BurnRateWindow(burn_rate=6.0, long_minutes=360, short_minutes=30),
+    )
+    # API 5XX share over 5 min: 5 % is far above the SLO's 0.1 % yet clear of a single failed
+    # request at 1 req/s; 2 of 3 periods so one bad minute does not notify
+    api_5xx_rate: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    # a variant's share of 4XX answers from the model container: clients sending what the model
+    # rejects (a schema mismatch after a deployment shows here first)
+    variant_4xx_rate: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    # Kinesis iterator age: records wait at most the batching window (1 s) plus a batch's
+    # processing (< 60 s); 5 minutes means the consumer is stuck or far behind
+    iterator_age_ms: PositiveInt = 300_000
+    # a function's errors or throttles in 5 minutes: any is worth a notice (none are expected)
+    function_errors: PositiveInt = 1
+    function_throttles: PositiveInt = 1
+    # alarm periods: 5 minutes (1-minute metrics cost the same, but notify on noise)
+    period_minutes: Annotated[int, Field(ge=1, le=60)] = 5
+    drift: DriftConfig = DriftConfig()
+
+
 class Tags(_Frozen):
     """Tags every taggable resource carries (applied by an aspect on the stage)."""
 
@@ -542,6 +630,7 @@ class EnvironmentConfig(_Frozen):
     analytics: AnalyticsConfig = AnalyticsConfig()
     slo: SloConfig = SloConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @field_validator("name")
     @classmethod
@@ -632,6 +721,12 @@ class EnvironmentConfig(_Frozen):
         challenger = self.data.initial_challenger_version
         weight = self.inference.variant(CHALLENGER_VARIANT).weight if challenger else 0.0
         return {"challenger": challenger, "challenger_weight": weight}
+
+    def guardrail_alarm_names(self, variant: str) -> tuple[str, str]:
+        """The endpoint's guardrail alarms of a variant (5XX, latency): the inference layer makes
+        them, the observability layer's composite alarms name them."""
+        low = variant.lower()
+        return self.resource_name(f"{low}-5xx"), self.resource_name(f"{low}-latency")
 
     def initial_version(self, variant: str) -> str:
         """The model version a variant serves when the endpoint is first created."""

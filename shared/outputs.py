@@ -80,3 +80,22 @@ class AnalyticsOutputs:
     DELIVERY_STREAM_NAME: Final = "AnalyticsDeliveryStreamName"
     TAP_FUNCTION_NAME: Final = "AnalyticsTapFunctionName"
     TAP_FAILURE_QUEUE_URL: Final = "AnalyticsTapFailureQueueUrl"
+
+
+class ObservabilityOutputs:
+    """Outputs of the observability stack: where alerts go, the dashboard, the drift monitor."""
+
+    PAGING_TOPIC_ARN: Final = "PagingTopicArn"
+    NOTICE_TOPIC_ARN: Final = "NoticeTopicArn"
+    DASHBOARD_NAME: Final = "DashboardName"
+    DRIFT_FUNCTION_NAME: Final = "DriftFunctionName"
+    DRIFT_SCHEDULE_RULE_NAME: Final = "DriftScheduleRuleName"
+    PIPELINE_DOWN_ALARM_NAME: Final = "PipelineDownAlarmName"
+
+    @staticmethod
+    def model_degraded_alarm(variant: str) -> str:
+        return f"{variant}DegradedAlarmName"
+
+    @staticmethod
+    def drift_alarm(variant: str) -> str:
+        return f"{variant}DriftAlarmName"

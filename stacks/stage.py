@@ -12,6 +12,7 @@ from stacks.batch.stack import BatchStack
 from stacks.data.stack import DataStack
 from stacks.inference.stack import InferenceStack
 from stacks.network.stack import NetworkStack
+from stacks.observability.stack import ObservabilityStack
 
 
 class MlPipelineStage(cdk.Stage):
@@ -70,8 +71,21 @@ class MlPipelineStage(cdk.Stage):
         )
         # the batch run starts this layer's crawler (by its shared name): deploy it after batch
         self.analytics.add_dependency(self.batch, "the batch run starts the analytics layer's crawler")
+        # deployed last: it reads every layer, and no lower layer reaches up to it
+        self.observability = ObservabilityStack(
+            self,
+            "Observability",
+            config=config,
+            data=self.data,
+            inference=self.inference,
+            batch=self.batch,
+            stack_name=config.stack_name("observability"),
+            description=f"ml-pipeline {config.name}: dashboard, alarms, alert topics, drift monitor",
+        )
+        self.observability.add_dependency(self.batch, "the dashboard and alarms read the batch layer")
+        self.observability.add_dependency(self.analytics, "deployed last: it watches every layer")
         cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data, self.inference, self.batch, self.analytics]
+        return [self.network, self.data, self.inference, self.batch, self.analytics, self.observability]

@@ -191,11 +191,13 @@ def package_size(paths: Iterable[str]) -> int:
 
 
 class DependenciesLayer(Construct):
-    """The locked ``runtime`` dependency group as a Lambda layer for Python 3.11 on x86_64."""
+    """A locked dependency group (``runtime`` by default) as a Lambda layer for Python 3.11 on x86_64."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, description: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, description: str, group: str = DEPENDENCY_GROUP
+    ) -> None:
         super().__init__(scope, construct_id)
-        requirements = locked_requirements()
+        requirements = locked_requirements(group)
         layer_root = build_dependencies(requirements)
         self.layer = lambda_.LayerVersion(
             self,

@@ -41,13 +41,8 @@ HANDLERS = {
     "batch-inline": "stacks.batch.runtime.handlers.predict_inline.handler",
     "batch-report": "stacks.batch.runtime.handlers.report.handler",
 }
-# the handlers import the job's modules and the inference layer's telemetry settings
-RUNTIME_SOURCES = (
-    *JOB_SOURCES,
-    "stacks/inference/__init__.py",
-    "stacks/inference/runtime/__init__.py",
-    "stacks/inference/runtime/telemetry.py",
-)
+# the handlers import the job's modules and the metric names (shared/telemetry.py)
+RUNTIME_SOURCES = (*JOB_SOURCES, "shared/telemetry.py")
 
 
 class BatchStack(cdk.Stack):

@@ -294,7 +294,7 @@ class ModelEndpoint(Construct):
             errors = cloudwatch.Alarm(
                 self,
                 f"{variant.name}Errors",
-                alarm_name=config.resource_name(f"{variant.name.lower()}-5xx"),
+                alarm_name=config.guardrail_alarm_names(variant.name)[0],
                 alarm_description=f"{variant.name}: model container 5XX errors; rolls a deployment back",
                 metric=cloudwatch.Metric(
                     namespace="AWS/SageMaker",
@@ -312,7 +312,7 @@ class ModelEndpoint(Construct):
             latency = cloudwatch.Alarm(
                 self,
                 f"{variant.name}Latency",
-                alarm_name=config.resource_name(f"{variant.name.lower()}-latency"),
+                alarm_name=config.guardrail_alarm_names(variant.name)[1],
                 alarm_description=(
                     f"{variant.name}: model latency p99 above {inference.variant_model_latency_p99_ms} ms; "
                     "rolls a deployment back"

@@ -42,6 +42,7 @@ RUNTIME_SOURCES = (
     "shared/model_parameters.py",
     "shared/outputs.py",
     "shared/predictions.py",
+    "shared/telemetry.py",
     "mlpipe",
     "model/__init__.py",
     "model/schema.py",
@@ -319,6 +320,7 @@ class InferenceStack(cdk.Stack):
             retention_days=14,
             holds="Events EventBridge could not deliver to the deploy function after its retries.",
         )
+        self.deploy_dead_letters = dead_letters
         target = targets.LambdaFunction(
             self.deploy_function.function,
             dead_letter_queue=dead_letters,

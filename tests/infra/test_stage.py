@@ -43,6 +43,7 @@ def test_one_stage_per_environment_with_stacks_in_dependency_order(plan):
             f"ml-pipeline-inference-{env}",
             f"ml-pipeline-batch-{env}",
             f"ml-pipeline-analytics-{env}",
+            f"ml-pipeline-observability-{env}",
         ]
         assert {(s.account, s.region) for s in stacks} == {
             (ENVIRONMENTS[env].account, ENVIRONMENTS[env].region)
@@ -59,6 +60,7 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
         "ml-pipeline-inference-local",
         "ml-pipeline-batch-local",
         "ml-pipeline-analytics-local",
+        "ml-pipeline-observability-local",
     ]
     assert all(Path(s["templateFile"]).exists() for s in plan["local"])
     printed = capsys.readouterr().out
@@ -67,7 +69,7 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("env", ENVS)
-@pytest.mark.parametrize("layer", ["network", "data", "inference", "batch", "analytics"])
+@pytest.mark.parametrize("layer", ["network", "data", "inference", "batch", "analytics", "observability"])
 def test_every_taggable_resource_carries_the_required_tags(env, layer, template_json):
     resources = template_json(env, layer)["Resources"]
     expected = ENVIRONMENTS[env].tag_map
@@ -92,6 +94,7 @@ def test_ci_deploys_each_stack_alone_in_plan_order(cdk_out):
         "prod/Inference",
         "prod/Batch",
         "prod/Analytics",
+        "prod/Observability",
     ]
     assert all("--exclusively" in c and str(cdk_out) in c for c in deploys)
     with pytest.raises(SystemExit, match="stage 'qa' is not in"):

@@ -12,6 +12,7 @@ RUNTIME_SAFE_SHARED = [
     "shared/config.py",
     "shared/outputs.py",
     "shared/model_parameters.py",
+    "shared/telemetry.py",
     "shared/__init__.py",
 ]
 INFRA_GLOBS = ["stacks/**/*.py", "shared/infra/**/*.py", "app.py"]
@@ -58,3 +59,14 @@ def test_infrastructure_code_does_not_import_runtime_code():
 def test_the_scan_sees_the_project():
     assert (ROOT / "shared" / "config.py") in _files(RUNTIME_SAFE_SHARED)
     assert len(_files(INFRA_GLOBS)) >= 10
+
+
+def test_a_layers_runtime_does_not_import_another_layers_runtime():
+    offenders = []
+    for path in _files(["stacks/*/runtime/**/*.py"]):
+        layer = path.relative_to(ROOT).parts[1]
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "stacks" and len(parts) > 2 and parts[2] == "runtime" and parts[1] != layer:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, offenders

@@ -60,12 +60,12 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import telemetry
 from stacks.batch.runtime.clients import s3_client
 from stacks.batch.runtime.errors import InvalidRunInputError, ManifestInvalidError
 from stacks.batch.runtime.events import RUN_INPUT_SHAPE, InputItem, RunInput, parse_event, parse_settings
 from stacks.batch.runtime.layout import S3Location, input_format, is_output, outputs_for
 from stacks.batch.runtime.manifest import read_manifest
-from stacks.inference.runtime import telemetry
 
 SERVICE = telemetry.SERVICE_NAMES["batch"]
 logger = Logger(service=SERVICE)

@@ -49,10 +49,10 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import telemetry
 from stacks.batch.runtime.errors import InvalidInputItemError, RowsFailedError
 from stacks.batch.runtime.events import INPUT_ITEM_SHAPE, InputItem, parse_event, parse_settings
 from stacks.batch.runtime.job.job import BatchJob, Counts, JobSettings, build
-from stacks.inference.runtime import telemetry
 
 SERVICE = telemetry.SERVICE_NAMES["batch"]
 logger = Logger(service=SERVICE)

@@ -72,6 +72,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import telemetry
 from shared.predictions import timestamp
 from stacks.batch.runtime.clients import s3_client
 from stacks.batch.runtime.errors import (
@@ -89,7 +90,6 @@ from stacks.batch.runtime.events import (
 )
 from stacks.batch.runtime.layout import outputs_for, run_manifest
 from stacks.batch.runtime.manifest import InputManifest, read_manifest
-from stacks.inference.runtime import telemetry
 
 SERVICE = telemetry.SERVICE_NAMES["batch"]
 logger = Logger(service=SERVICE)
@@ -97,12 +97,7 @@ tracer = Tracer(service=SERVICE, patch_modules=telemetry.TRACED_MODULES)
 metrics = Metrics(service=SERVICE, namespace=telemetry.NAMESPACE)
 
 COUNTS = ("read", "predicted", "rejected", "failed")
-METRIC_NAMES = {
-    "read": "RowsRead",
-    "predicted": "RowsPredicted",
-    "rejected": "RowsRejected",
-    "failed": "RowsFailed",
-}
+METRIC_NAMES = telemetry.BATCH_ROW_METRICS
 
 
 class ReportSettings(BaseModel):
@@ -187,8 +182,8 @@ def write(s3: Any, report: RunReport, settings: ReportSettings, now: datetime) -
 
 
 def record_metrics(report: RunReport) -> None:
-    metrics.add_metric(name="InputsProcessed", unit=MetricUnit.Count, value=len(report.inputs))
-    metrics.add_metric(name="InputsFailed", unit=MetricUnit.Count, value=report.failed_inputs())
+    metrics.add_metric(name=telemetry.INPUTS_PROCESSED, unit=MetricUnit.Count, value=len(report.inputs))
+    metrics.add_metric(name=telemetry.INPUTS_FAILED, unit=MetricUnit.Count, value=report.failed_inputs())
     for count, name in METRIC_NAMES.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.total(count))
 

@@ -24,8 +24,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from model.schema import RequestError
+from shared import telemetry
 from shared.predictions import FeedbackError
-from stacks.inference.runtime import telemetry
 from stacks.inference.runtime.api import service as prediction_service
 from stacks.inference.runtime.api.service import UpstreamError
 
@@ -134,10 +134,10 @@ app.exception_handler(Exception)(unexpected)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = app.resolve(event, context)
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=telemetry.REQUESTS, unit=MetricUnit.Count, value=1)
     status_class = int(response["statusCode"]) // 100
     if status_class == 4:
-        metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=telemetry.CLIENT_ERRORS, unit=MetricUnit.Count, value=1)
     elif status_class == 5:
-        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=telemetry.SERVER_ERRORS, unit=MetricUnit.Count, value=1)
     return response

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from model.schema import RequestError, parse_json
-from stacks.inference.runtime import telemetry
+from shared import telemetry
 from stacks.inference.runtime.api import service as prediction_service
 
 SERVICE = telemetry.SERVICE_NAMES["stream"]
@@ -71,7 +71,7 @@ def predict(record: KinesisStreamRecord) -> None:
     service = prediction_service.current()
     request = parse(record.kinesis.data_as_bytes())
     if service.get(request.prediction_ids[-1]) is not None:
-        metrics.add_metric(name="ReplaysSkipped", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=telemetry.REPLAYS_SKIPPED, unit=MetricUnit.Count, value=1)
         logger.info("already predicted; replay skipped", extra={"predictionId": request.prediction_ids[0]})
         return
     try:
@@ -85,7 +85,7 @@ def process(record: KinesisStreamRecord) -> None:
     try:
         predict(record)
     except PoisonRecordError:
-        metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=telemetry.POISON_RECORDS, unit=MetricUnit.Count, value=1)
         raise
 
 
@@ -93,9 +93,11 @@ def process(record: KinesisStreamRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    metrics.add_metric(name="RecordsReceived", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    received = len(event.get("Records", []))
+    metrics.add_metric(name=telemetry.RECORDS_RECEIVED, unit=MetricUnit.Count, value=received)
     response = process_partial_response(
         event=event, record_handler=process, processor=processor, context=context
     )
-    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+    failed = len(response["batchItemFailures"])
+    metrics.add_metric(name=telemetry.RECORDS_FAILED, unit=MetricUnit.Count, value=failed)
     return response
