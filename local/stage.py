@@ -53,8 +53,8 @@ from local.dynamodb_stream_poller import DynamoDBStreamPoller
 from local.emulator import apigateway as apigateway_emulator
 from local.emulator import athena as athena_emulator
 from local.emulator import cfn_resources
-from local.emulator import firehose as firehose_emulator
 from local.emulator import cloudwatch as cloudwatch_emulator
+from local.emulator import firehose as firehose_emulator
 from local.emulator import kinesis as kinesis_emulator
 from local.emulator import stepfunctions as stepfunctions_emulator
 from local.emulator.server import install_all

@@ -23,8 +23,8 @@ import pytest
 import schemathesis
 from schemathesis import checks as schemathesis_checks
 
-from tools.openapi import OPENAPI_FILE
 from tests.integration.conftest import Target
+from tools.openapi import OPENAPI_FILE
 
 # 20 per operation keeps the default run's integration session within a few minutes on 2 cores
 # (40 ran 1,924 cases in 887 s on a loaded machine); SCHEMATHESIS_MAX_EXAMPLES=40 or more
