@@ -22,7 +22,7 @@ from shared import telemetry
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge
 from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code
-from shared.predictions import BY_MODEL_VERSION_INDEX
+from stacks.data.predictions_table import BY_MODEL_VERSION_INDEX
 
 HANDLER = "stacks.observability.runtime.drift.handler.handler"
 RUNTIME_SOURCES = (

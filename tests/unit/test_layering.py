@@ -70,3 +70,20 @@ def test_a_layers_runtime_does_not_import_another_layers_runtime():
             if parts[0] == "stacks" and len(parts) > 2 and parts[2] == "runtime" and parts[1] != layer:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, offenders
+
+
+def test_infrastructure_code_imports_no_shared_module_that_needs_the_runtime_dependencies():
+    """The synth installs the infra group only: a shared module it imports may not import boto."""
+    needs_runtime = set()
+    for path in _files(["shared/*.py"]):
+        if any(name.split(".")[0] in {"boto3", "botocore"} for name in _imports(path)):
+            needs_runtime.add(f"shared.{path.stem}")
+    assert "shared.predictions" in needs_runtime  # the check sees a module that does import botocore
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _files(INFRA_GLOBS)
+        if "runtime" not in path.parts
+        for name in _imports(path)
+        if name in needs_runtime
+    ]
+    assert not offenders, offenders
