@@ -234,7 +234,7 @@ def _number(value: Any) -> float | None:
 def stats_from_rows(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
-    metrics: dict[str, tuple[float | None, float | None]],
+    metrics: Mapping[str, tuple[float | None, float | None]],
 ) -> dict[str, VariantStats]:
     """VariantStats from the rows of the ``variant_summary`` named query.
 

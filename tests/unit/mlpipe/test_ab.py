@@ -171,7 +171,7 @@ LAYER = {AnalyticsOutputs.WORKGROUP_NAME: "wg", AnalyticsOutputs.DATABASE_NAME: 
 
 
 def test_stats_from_athena_rows_read_strings_and_nulls():
-    rows = [
+    rows: list[list[str | None]] = [
         ["ModelA", "v1,v3", "320", "9.5", "41.0", "274", "250"],
         ["ModelB", "v2", "80", None, None, "0", "0"],
     ]
