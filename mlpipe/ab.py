@@ -5,6 +5,15 @@ Sources: the predictions table (every prediction with its variant, version, late
 (``AWS/SageMaker`` ``Invocations`` and ``Invocation4XXErrors``/``Invocation5XXErrors`` per
 variant) for the error rate, since failed invocations leave no prediction behind.
 
+Two sources of the predictions (``mlpipe ab report --source``): ``table``, the predictions table,
+which DynamoDB's TTL empties after the retention days; and ``athena``, the analytics layer's
+prediction history, through the named query ``variant_summary`` on the same path as ``mlpipe
+analytics query`` (Athena on a deployed stage, DuckDB on the local one). The history is
+partitioned by day, so that source's window is whole UTC days, from the first day of
+``--since`` to now; its latency percentiles are Athena's ``approx_percentile``, and its feedback is
+the feedback received in the window. The default is ``athena`` on a deployed stage whose
+analytics stack has its outputs, ``table`` anywhere else.
+
 Accuracy is given with a 95% Wilson interval; the variants are compared with a two-sided
 two-proportion z-test (pooled). Below ``MIN_FEEDBACK`` labelled predictions per variant the test
 is not reported: it would not mean anything.
@@ -14,19 +23,36 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from boto3.dynamodb.conditions import Key
 
-from mlpipe.errors import UsageError
+from mlpipe.analytics import LOCAL_STAGE
+from mlpipe.errors import MissingStageError, UsageError
+from mlpipe.stage import check_stage, stack_outputs
+from shared.outputs import AnalyticsOutputs
 from shared.predictions import BY_MODEL_VERSION_INDEX, PredictionRecord, timestamp
 
 Z_95 = 1.959963984540054
 MIN_FEEDBACK = 30
+
+Source = Literal["athena", "table"]
+SOURCES: Final = ("athena", "table")
+SUMMARY_QUERY: Final = "variant_summary"
+SUMMARY_COLUMNS: Final = (
+    "variant",
+    "model_versions",
+    "predictions",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "feedback",
+    "correct",
+)
+_ANALYTICS_KEYS: Final = (AnalyticsOutputs.WORKGROUP_NAME, AnalyticsOutputs.DATABASE_NAME)
 
 
 @dataclass(frozen=True)
@@ -161,6 +187,86 @@ def summarize(
             errors=errors,
             labelled=len(labelled),
             correct=sum(r.label == r.feedback_label for r in labelled),
+        )
+    return stats
+
+
+def analytics_stack_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
+    """The outputs of ``stage``'s analytics stack; none where the stack does not exist."""
+    try:
+        return stack_outputs(cloudformation, check_stage(stage).stack_name("analytics"))
+    except MissingStageError:
+        return {}
+
+
+def report_source(requested: str | None, stage: str, analytics_outputs: Mapping[str, str]) -> Source:
+    """Where the report reads the predictions: an explicit ``--source`` wins; else the stack decides.
+
+    ``athena`` needs the analytics layer (its workgroup and database outputs). Without
+    ``--source``, a deployed stage with that layer reads the history (the table keeps only the
+    TTL's days) and the local stage, or a stage without it, reads the table.
+    """
+    has_layer = all(key in analytics_outputs for key in _ANALYTICS_KEYS)
+    if requested == "table":
+        return "table"
+    if requested == "athena":
+        if not has_layer:
+            stack_name = check_stage(stage).stack_name("analytics")
+            raise MissingStageError(
+                f"--source athena needs the analytics layer, and stage {stage} has none: stack {stack_name} "
+                f"is not deployed or has no {' / '.join(_ANALYTICS_KEYS)} output. Deploy the analytics "
+                "stack, or use --source table"
+            )
+        return "athena"
+    if requested is not None:
+        raise UsageError(f"unknown source {requested!r}; known sources: {', '.join(SOURCES)}")
+    return "athena" if has_layer and stage != LOCAL_STAGE else "table"
+
+
+def _count(value: Any) -> int:
+    return 0 if value is None or value == "" else int(value)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
+def stats_from_rows(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    metrics: Mapping[str, tuple[float | None, float | None]],
+) -> dict[str, VariantStats]:
+    """VariantStats from the rows of the ``variant_summary`` named query.
+
+    Athena answers every cell as a string (None for NULL), DuckDB with typed values; both read
+    the same. A variant with invocations but no row (nothing in the history) still has its stats.
+    """
+    missing = [c for c in SUMMARY_COLUMNS if c not in columns]
+    if missing:
+        raise MissingStageError(
+            f"the named query {SUMMARY_QUERY} answers no {', '.join(missing)}; "
+            "is the analytics stack up to date?"
+        )
+    index = {name: position for position, name in enumerate(columns)}
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        cells = {name: row[index[name]] for name in SUMMARY_COLUMNS}
+        found[str(cells["variant"])] = cells
+    stats = {}
+    for variant in sorted(set(found) | set(metrics)):
+        cells = found.get(variant, {})
+        invocations, errors = metrics.get(variant, (None, None))
+        versions = str(cells.get("model_versions") or "")
+        stats[variant] = VariantStats(
+            variant=variant,
+            versions=tuple(sorted(v for v in versions.split(",") if v)),
+            predictions=_count(cells.get("predictions")),
+            latency_p50_ms=_number(cells.get("latency_p50_ms")),
+            latency_p99_ms=_number(cells.get("latency_p99_ms")),
+            invocations=invocations,
+            errors=errors,
+            labelled=_count(cells.get("feedback")),
+            correct=_count(cells.get("correct")),
         )
     return stats
 

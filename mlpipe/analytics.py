@@ -139,13 +139,17 @@ def run_athena(
 
 
 def query(args: argparse.Namespace, session: Any, *, today: date | None = None) -> QueryAnswer:
-    config = ENVIRONMENTS.get(args.stage)
-    found = outputs(session.client("cloudformation"), args.stage)
+    return run_named(session, args.stage, args.name, first_day(args.since, today or datetime.now(UTC).date()))
+
+
+def run_named(session: Any, stage: str, name: str, since: str) -> QueryAnswer:
+    """Named query ``name`` of ``stage`` from day ``since`` (YYYY-MM-DD): Athena, or DuckDB locally."""
+    config = ENVIRONMENTS.get(stage)
+    found = outputs(session.client("cloudformation"), stage)
     athena = session.client("athena")
     workgroup, database = found[AnalyticsOutputs.WORKGROUP_NAME], found[AnalyticsOutputs.DATABASE_NAME]
-    sql = named_query_sql(athena, workgroup, args.name)
-    since = first_day(args.since, today or datetime.now(UTC).date())
-    if args.stage == LOCAL_STAGE:
+    sql = named_query_sql(athena, workgroup, name)
+    if stage == LOCAL_STAGE:
         from local.emulator.athena import LocalAthena  # noqa: PLC0415 - the local stage's engine only
 
         answer = LocalAthena(session, database).query(sql, [since])
@@ -162,7 +166,7 @@ def query(args: argparse.Namespace, session: Any, *, today: date | None = None) 
         engine = "athena"
     price = config.analytics.athena_usd_per_tb if config else 5.0
     cost = max(scanned, ATHENA_MIN_BILLED_BYTES) / 1e12 * price
-    return QueryAnswer(args.name, since, columns, rows, scanned, round(cost, 8), engine)
+    return QueryAnswer(name, since, columns, rows, scanned, round(cost, 8), engine)
 
 
 def render(answer: QueryAnswer, fmt: str) -> str:

@@ -4,7 +4,7 @@
     mlpipe models list | show v2 | history [--limit 20]
     mlpipe models deploy v2 --variant ModelB --weight 0.2
     mlpipe models weights A=0.5 B=0.5 | promote | rollback | retire | status | finish | unlock
-    mlpipe ab report --since 24h [--output reports/ab]
+    mlpipe ab report --since 24h [--source athena|table] [--output reports/ab]
 
 Global options (``--stage``, ``--json``, ``--poll-seconds``, ``--timeout-seconds``) are accepted
 anywhere on the line (``mlpipe models weights A=0.9 B=0.1 --json``).
@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from mlpipe import ab, monitor
 from mlpipe import analytics as analytics_commands
+from mlpipe.ab import SOURCES
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
 from mlpipe.cache import stage_cache_flusher
@@ -137,6 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output", type=Path, default=Path("reports/ab"), help="folder for ab-report.md/.png"
     )
+    report.add_argument(
+        "--source",
+        choices=SOURCES,
+        help="athena: the analytics layer's prediction history, whole UTC days (the default on a deployed "
+        "stage with that layer); table: the predictions table, which TTL expires (the default elsewhere)",
+    )
     analytics_commands.add_commands(groups)
     monitor.add_parser(groups)
     return parser
@@ -171,26 +178,51 @@ def _batch_run(args: argparse.Namespace, session: boto3.session.Session) -> tupl
 
 def _ab_report(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, Any]:
     cloudformation = session.client("cloudformation")
-    location = registry_location(cloudformation, args.stage)
-    if location.predictions_table is None:
-        raise MissingStageError(
-            f"the data stack of {args.stage} has no predictions table output; is it up to date?"
-        )
+    check_stage(args.stage)
+    source = ab.report_source(args.source, args.stage, ab.analytics_stack_outputs(cloudformation, args.stage))
     endpoint = endpoint_outputs(cloudformation, args.stage)[InferenceOutputs.ENDPOINT_NAME]
-    registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
     until = datetime.now(UTC)
-    since = until - args.since
-    table = session.resource("dynamodb").Table(location.predictions_table)
-    records = ab.collect(table, [r.version for r in registry.list_versions()], since, until)
-    metrics = ab.invocation_metrics(session.client("cloudwatch"), endpoint, VARIANTS, since, until)
-    stats = ab.summarize(records, metrics)
-    text = ab.markdown(stats, since, until)
+    cloudwatch = session.client("cloudwatch")
+    if source == "athena":
+        # the history is partitioned by day: the window starts at midnight (UTC) of its first day
+        first = (until - args.since).date()
+        since = datetime.combine(first, datetime.min.time(), UTC)
+        answer = analytics_commands.run_named(session, args.stage, ab.SUMMARY_QUERY, first.isoformat())
+        metrics = ab.invocation_metrics(cloudwatch, endpoint, VARIANTS, since, until)
+        stats = ab.stats_from_rows(answer.columns, answer.rows, metrics)
+        provenance: dict[str, Any] = {
+            "source": "athena",
+            "engine": answer.engine,
+            "query": answer.name,
+            "bytes_scanned": answer.bytes_scanned,
+            "cost_usd": answer.cost_usd,
+        }
+        note = (
+            f"Source: the prediction history, named query {answer.name} ({answer.engine}) over whole UTC "
+            f"days since {answer.since}; {answer.bytes_scanned:,} bytes scanned, ${answer.cost_usd:.6f}."
+        )
+    else:
+        location = registry_location(cloudformation, args.stage)
+        if location.predictions_table is None:
+            raise MissingStageError(
+                f"the data stack of {args.stage} has no predictions table output; is it up to date?"
+            )
+        registry = ModelRegistry(location=location, s3=session.client("s3"), ssm=session.client("ssm"))
+        since = until - args.since
+        table = session.resource("dynamodb").Table(location.predictions_table)
+        records = ab.collect(table, [r.version for r in registry.list_versions()], since, until)
+        metrics = ab.invocation_metrics(cloudwatch, endpoint, VARIANTS, since, until)
+        stats = ab.summarize(records, metrics)
+        provenance = {"source": "table", "table": location.predictions_table}
+        note = f"Source: the predictions table {location.predictions_table} (items expire after their TTL)."
+    text = ab.markdown(stats, since, until) + "\n" + note + "\n"
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "ab-report.md").write_text(text)
     png = ab.chart(stats, args.output / "ab-report.png")
     data = {
         "since": since.isoformat(),
         "until": until.isoformat(),
+        **provenance,
         "variants": {
             name: {
                 "versions": list(s.versions),

@@ -131,6 +131,8 @@ QUERY_DESCRIPTIONS: Final = {
     "(probabilities outside [0, 1] or no label)",
     "accuracy_by_variant_version": "Accuracy per variant and model version from the feedback received, "
     "with counts",
+    "variant_summary": "Per variant over the window: model versions, predictions, latency p50/p99, "
+    "feedback and correct (the A/B report's view)",
     "volume_by_model_version": "Predictions per day and model version",
     "feature_drift_daily": "Per variant, feature and day: count, mean, standard deviation and "
     "quantiles (the drift view)",

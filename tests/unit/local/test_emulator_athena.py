@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import boto3
 import pyarrow as pa
@@ -48,40 +49,45 @@ def put_parquet(s3, key: str, rows: list[dict[str, object]]) -> None:
     s3.put_object(Bucket=BUCKET, Key=key, Body=body.getvalue())
 
 
+def history_catalog(session: boto3.session.Session) -> Any:
+    """The results bucket and database ``db`` with the history and batch-output tables; the S3 client."""
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    glue = session.client("glue")
+    glue.create_database(DatabaseInput={"Name": "db"})
+    glue.create_table(
+        DatabaseName="db",
+        TableInput={
+            "Name": HISTORY_TABLE,
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+            "StorageDescriptor": {
+                "Columns": [{"Name": c.name, "Type": c.type} for c in history_columns(FEATURES)],
+                "Location": f"s3://{BUCKET}/predictions/history/",
+                "SerdeInfo": {
+                    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                },
+            },
+        },
+    )
+    glue.create_table(
+        DatabaseName="db",
+        TableInput={
+            "Name": "batch_output",
+            "StorageDescriptor": {
+                "Columns": [{"Name": "modelversion", "Type": "string"}, {"Name": "label", "Type": "int"}],
+                "Location": f"s3://{BUCKET}/batch/output/",
+                "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
+            },
+        },
+    )
+    return s3
+
+
 @pytest.fixture
 def athena():
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
-        s3 = session.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        glue = session.client("glue")
-        glue.create_database(DatabaseInput={"Name": "db"})
-        glue.create_table(
-            DatabaseName="db",
-            TableInput={
-                "Name": HISTORY_TABLE,
-                "PartitionKeys": [{"Name": "dt", "Type": "string"}],
-                "StorageDescriptor": {
-                    "Columns": [{"Name": c.name, "Type": c.type} for c in history_columns(FEATURES)],
-                    "Location": f"s3://{BUCKET}/predictions/history/",
-                    "SerdeInfo": {
-                        "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-                    },
-                },
-            },
-        )
-        glue.create_table(
-            DatabaseName="db",
-            TableInput={
-                "Name": "batch_output",
-                "StorageDescriptor": {
-                    "Columns": [{"Name": "modelversion", "Type": "string"}, {"Name": "label", "Type": "int"}],
-                    "Location": f"s3://{BUCKET}/batch/output/",
-                    "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
-                },
-            },
-        )
-        yield session, s3
+        yield session, history_catalog(session)
 
 
 def queries() -> dict[str, str]:
@@ -187,3 +193,38 @@ def test_batch_runs_summary_over_the_crawled_json_outputs(athena):
 def test_every_named_query_transpiles_to_duckdb():
     for name, sql in queries().items():
         assert transpile(sql), name
+
+
+def test_variant_summary_over_the_window(athena):
+    session, s3 = athena
+    put_parquet(
+        s3,
+        "predictions/history/dt=2026-12-01/a.parquet",
+        [
+            history_row("a1", "ModelA", latency_ms=10.0),
+            history_row("a2", "ModelA", latency_ms=30.0, model_version="v3"),
+            history_row("b1", "ModelB", latency_ms=50.0),
+        ],
+    )
+    put_parquet(
+        s3,
+        "predictions/history/dt=2026-12-02/b.parquet",
+        [
+            history_row("a1", "ModelA", record_type="feedback", feedback_label=1),
+            history_row("a2", "ModelA", record_type="feedback", feedback_label=0, model_version="v3"),
+            # a retried batch's repeat
+            history_row("a2", "ModelA", record_type="feedback", feedback_label=0, model_version="v3"),
+            history_row("b1", "ModelB", record_type="removal"),
+        ],
+    )
+    result = LocalAthena(session, "db").query(queries()["variant_summary"], ["2026-11-30"])
+    rows = {row[0]: dict(zip(result.columns, row, strict=True)) for row in result.rows}
+    a, b = rows["ModelA"], rows["ModelB"]
+    assert a["model_versions"] == "v1,v3"
+    assert (a["predictions"], a["feedback"], a["correct"]) == (2, 2, 1)
+    assert 10.0 <= a["latency_p50_ms"] <= a["latency_p99_ms"] <= 30.0
+    assert (b["model_versions"], b["predictions"], b["feedback"], b["correct"]) == ("v2", 1, 0, 0)
+    # the window: from the second day, only the feedback (its predictions were on the first)
+    assert LocalAthena(session, "db").query(queries()["variant_summary"], ["2026-12-02"]).rows == [
+        ("ModelA", "v1,v3", 0, None, None, 2, 1)
+    ]
