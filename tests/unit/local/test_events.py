@@ -29,6 +29,9 @@ INFERENCE = "ml-pipeline-inference-local"
 BATCH = "ml-pipeline-batch-local"
 SCHEDULE_RULE = "ml-pipeline-batch-schedule-local-us-east-1"
 INPUT_RULE = "ml-pipeline-batch-input-created-local-us-east-1"
+OBSERVABILITY = "ml-pipeline-observability-local"
+DRIFT_RULE = "ml-pipeline-drift-monitor-local-us-east-1"
+JOB_FAILED_RULE = "ml-pipeline-batch-job-failed-local-us-east-1"
 DESIRED_RULE = "ml-pipeline-desired-state-changed-local-us-east-1"
 ENDPOINT_RULE = "ml-pipeline-endpoint-state-changed-local-us-east-1"
 STANDBY_RULE = "ml-pipeline-standby-check-local-us-east-1"
@@ -198,7 +201,7 @@ def test_the_batch_rules_are_read_from_the_synthesized_template(templates):
 
 def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
     rules = {r.name: r for r in event_rules(templates)}
-    assert {r.stack_name for r in rules.values()} == {INFERENCE, BATCH}
+    assert {r.stack_name for r in rules.values()} == {INFERENCE, BATCH, OBSERVABILITY}
     rules = {name: rule for name, rule in rules.items() if rule.stack_name == INFERENCE}
     assert set(rules) == {DESIRED_RULE, ENDPOINT_RULE, STANDBY_RULE}
     desired, endpoint, standby = rules[DESIRED_RULE], rules[ENDPOINT_RULE], rules[STANDBY_RULE]
@@ -750,7 +753,12 @@ def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatche
     assert lines[8].startswith(f"rule {INPUT_RULE}: ")
     assert "not emitted locally" in lines[8]
     assert all("not invoked" in line for line in (lines[7], lines[9]))
-    assert len(lines) == 10
+    # the observability layer's rules: the drift monitor's schedule runs on the clock like the
+    # standby check; the Batch job-failed rule's SNS target is not invoked locally
+    assert lines[10].startswith(f"rule {DRIFT_RULE}: schedule rate(1 hour): runs every 3600 s")
+    assert lines[12].startswith(f"rule {JOB_FAILED_RULE}: ")
+    assert "not invoked" in lines[13]
+    assert len(lines) == 14
 
 
 def fake_ssm():
