@@ -64,7 +64,7 @@ from local.processes import StopStage, die_with_parent, stop_on_signals
 from local.router import WeightSource, create_router
 from mlpipe.batch import run_batch
 from shared.config import LOCAL_ACCOUNT
-from shared.outputs import AnalyticsOutputs, BatchOutputs
+from shared.outputs import AnalyticsOutputs, BatchOutputs, ObservabilityOutputs
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "local"
@@ -302,6 +302,7 @@ class LocalStage:
         router_url = self._start_router(inference["EndpointName"])
         self.batch_outputs = outputs[f"ml-pipeline-batch-{STAGE}"]
         self.analytics_outputs = outputs[f"ml-pipeline-analytics-{STAGE}"]
+        self.observability_outputs = outputs[f"ml-pipeline-observability-{STAGE}"]
         functions = self._functions(inference, self.batch_outputs)
         self._register_and_reconcile()
         mark = lap("register and reconcile models", mark)
@@ -436,6 +437,8 @@ class LocalStage:
             batch[BatchOutputs.INLINE_FUNCTION_NAME],
             batch[BatchOutputs.REPORT_FUNCTION_NAME],
             self.analytics_outputs[AnalyticsOutputs.TAP_FUNCTION_NAME],
+            # the drift monitor's hourly schedule runs on the events poller's clock
+            self.observability_outputs[ObservabilityOutputs.DRIFT_FUNCTION_NAME],
         ]
         functions = LocalFunctions(self.session.client("lambda"), names)
         functions.apply_environment()

@@ -128,7 +128,7 @@ FREE_TYPES: dict[str, str] = {
     "AWS::KMS::Alias": "free",
     "AWS::Glue::SecurityConfiguration": "free (the KMS requests it leads to are priced on the key)",
     "AWS::Logs::LogStream": "free; what is written to it is priced on its log group",
-    "AWS::Logs::QueryDefinition": "a saved query is free; running it bills the GB scanned (on demand, not modelled)",
+    "AWS::Logs::QueryDefinition": "a saved query is free; running one bills the GB it scans (not modelled)",
     "AWS::S3::BucketPolicy": "free",
     "AWS::SNS::TopicPolicy": "free",
     "AWS::SQS::QueuePolicy": "free",
