@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from local.emulator import cfn_resources
 from local.emulator import cloudwatch as cloudwatch_emulator
+from local.emulator import events as events_emulator
 from tools.deploy_plan import StackPlan, deployment_plan
 
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -81,6 +82,7 @@ class StageDeployer:
             # moto's CloudFormation has no CloudWatch alarms: references to them become literals
             # (local.emulator.cloudwatch creates and evaluates the alarms from the templates)
             cloudwatch_emulator.literal_alarm_references(template, account=plan.account, region=plan.region)
+            events_emulator.resolve_pattern_imports(template, self._exports())
             self._create(plan.stack_name, template)
             result.patches += self.api_creator.create(plan.stack_name, api_created)
             resources = self._physical_ids(plan.stack_name)
@@ -91,6 +93,13 @@ class StageDeployer:
             result.patches += self._not_created(plan.stack_name, template, resources)
             result.outputs[plan.stack_name] = self._outputs(plan.stack_name)
         return result
+
+    def _exports(self) -> dict[str, str]:
+        """The emulated account's CloudFormation exports (of the stacks deployed so far)."""
+        exports: dict[str, str] = {}
+        for page in self.cfn.get_paginator("list_exports").paginate():
+            exports.update({e["Name"]: e["Value"] for e in page["Exports"]})
+        return exports
 
     # ----- what cdk bootstrap / cdk deploy would do -----
     def _bootstrap(self, result: Deployment) -> None:

@@ -54,6 +54,7 @@ from local.emulator import apigateway as apigateway_emulator
 from local.emulator import athena as athena_emulator
 from local.emulator import cfn_resources
 from local.emulator import cloudwatch as cloudwatch_emulator
+from local.emulator import events as events_emulator
 from local.emulator import firehose as firehose_emulator
 from local.emulator import kinesis as kinesis_emulator
 from local.emulator import stepfunctions as stepfunctions_emulator
@@ -379,6 +380,7 @@ class LocalStage:
             firehose_emulator.install(),
             athena_emulator.GAP,
             *cloudwatch_emulator.GAPS,
+            events_emulator.GAP,
         )
         for gap in gaps:
             self.log(f"emulator gap patched: {gap}")

@@ -12,7 +12,7 @@ import sys
 
 from moto import server as moto_server
 
-from local.emulator import apigateway, cfn_properties, dispatch, dynamodb, sagemaker, stepfunctions
+from local.emulator import apigateway, cfn_properties, dispatch, dynamodb, events, sagemaker, stepfunctions
 
 
 def install_all() -> tuple[str, ...]:
@@ -23,6 +23,7 @@ def install_all() -> tuple[str, ...]:
         *stepfunctions.install(),
         *dispatch.install(),
         *dynamodb.install(),
+        *events.install(),
     )
 
 
