@@ -12,7 +12,16 @@ import sys
 
 from moto import server as moto_server
 
-from local.emulator import apigateway, cfn_properties, dispatch, dynamodb, events, sagemaker, stepfunctions
+from local.emulator import (
+    apigateway,
+    cfn_properties,
+    dispatch,
+    dynamodb,
+    events,
+    glue,
+    sagemaker,
+    stepfunctions,
+)
 
 
 def install_all() -> tuple[str, ...]:
@@ -24,6 +33,7 @@ def install_all() -> tuple[str, ...]:
         *dispatch.install(),
         *dynamodb.install(),
         *events.install(),
+        *glue.install(),
     )
 
 
