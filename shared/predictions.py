@@ -60,9 +60,15 @@ class PredictionRecord(BaseModel):
         return cls.model_validate({k: _from_decimal(v) for k, v in item.items()})
 
 
+# DynamoDB numbers: magnitudes from 1E-130 to 9.99E+125 (request values are bounded above by the
+# schema's maxima, but a valid value may be a subnormal such as 2.2e-313, which schemathesis sent):
+# a smaller magnitude is stored as 0 instead of failing the write
+DYNAMODB_SMALLEST_MAGNITUDE = 1e-130
+
+
 def _to_decimal(value: Any) -> Any:
     if isinstance(value, float):
-        return Decimal(str(value))
+        return Decimal(0) if abs(value) < DYNAMODB_SMALLEST_MAGNITUDE else Decimal(str(value))
     if isinstance(value, dict):
         return {k: _to_decimal(v) for k, v in value.items()}
     return value

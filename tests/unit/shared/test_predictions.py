@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -139,3 +140,15 @@ def test_nothing_is_written_unless_every_row_was_answered(answer):
     with pytest.raises(ClientError if isinstance(answer, Exception) else ValueError):
         _invoke(answer, writer)
     assert writer.items == []
+
+
+def test_a_subnormal_feature_value_is_stored_as_zero_not_refused_by_dynamodb():
+    from boto3.dynamodb.types import TypeSerializer  # noqa: PLC0415
+
+    record = _record().model_copy(
+        update={"features": {"worst_fractal_dimension": 2.2250738585e-313, "a": 0.5}}
+    )
+    item = record.to_item()
+    # boto3's DynamoDB number context (1E-130 .. 9.99E+125) serializes it; the subnormal raised before
+    TypeSerializer().serialize(item["features"])
+    assert item["features"] == {"worst_fractal_dimension": 0, "a": Decimal("0.5")}
