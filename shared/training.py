@@ -1,0 +1,121 @@
+"""The training job's contract, defined once: what the training layer's state machine passes to a
+SageMaker training job and what the training script (``model/train.py`` in script mode) reads and
+prints.
+
+Both sides import these names: the training stack (channels, hyper-parameter names, metric
+definitions, the tuning objective, the source bundle's entry point) and the script and the local
+stage's training-job emulation (the same channels, files and metric lines). Plain Python (no CDK,
+no boto), so infrastructure and runtime code may both import it.
+
+Data layout under a run's prefix (written by the preprocess step, read by the job and the evaluation)::
+
+    {run prefix}/data/train/train.csv            channel "train"
+    {run prefix}/data/validation/validation.csv  channel "validation"
+    {run prefix}/data/test/test.csv              never given to the job: the evaluation gate's split
+    {run prefix}/data/manifest.json              row counts and sha256 of each file, the split seed
+
+Each CSV has a header row: the model schema's feature names in schema order, then :data:`TARGET_COLUMN`
+(``1`` = malignant, the positive class, as in ``model.data``).
+
+The script prints one line per metric, ``{name}={value}`` (e.g. ``validation:roc_auc=0.991``), which
+the job's metric definitions (:data:`METRIC_DEFINITIONS`) parse on AWS and the local emulation parses
+with the same regular expressions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# channels given to the training job (SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION in the container)
+TRAIN_CHANNEL: Final = "train"
+VALIDATION_CHANNEL: Final = "validation"
+TEST_SPLIT: Final = "test"  # held out from the job; the evaluation gate scores champion and candidate on it
+CHANNELS: Final = (TRAIN_CHANNEL, VALIDATION_CHANNEL)
+SPLITS: Final = (TRAIN_CHANNEL, VALIDATION_CHANNEL, TEST_SPLIT)
+CONTENT_TYPE: Final = "text/csv"
+TARGET_COLUMN: Final = "target"
+MANIFEST_NAME: Final = "manifest.json"
+
+
+def split_file_name(split: str) -> str:
+    """``train.csv``, ``validation.csv``, ``test.csv``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return f"{split}.csv"
+
+
+def split_key(run_prefix: str, split: str) -> str:
+    """The S3 key of one split's CSV under a run's prefix (no leading or trailing slash)."""
+    return f"{run_prefix.strip('/')}/data/{split}/{split_file_name(split)}"
+
+
+def channel_prefix(run_prefix: str, split: str) -> str:
+    """The S3 prefix a channel's ``S3Uri`` points at (ends with ``/``)."""
+    split_file_name(split)
+    return f"{run_prefix.strip('/')}/data/{split}/"
+
+
+def manifest_key(run_prefix: str) -> str:
+    return f"{run_prefix.strip('/')}/data/{MANIFEST_NAME}"
+
+
+# hyper-parameters the script accepts (``--name value`` / ``SM_HP_NAME``); the container's reserved
+# ``sagemaker_program``, ``sagemaker_submit_directory`` and ``sagemaker_region`` come beside them
+HP_ALGORITHM: Final = "algorithm"  # "logistic_regression" | "gradient_boosting"
+HP_C: Final = "C"  # logistic regression: inverse regularisation strength
+HP_MAX_DEPTH: Final = "max_depth"  # gradient boosting
+HP_N_ESTIMATORS: Final = "n_estimators"  # gradient boosting
+HP_LEARNING_RATE: Final = "learning_rate"  # gradient boosting
+HP_SEED: Final = "seed"
+HP_MODEL_VERSION: Final = "model_version"  # the version label written into metrics.json
+ALGORITHMS: Final = ("logistic_regression", "gradient_boosting")
+HYPERPARAMETERS: Final = (
+    HP_ALGORITHM,
+    HP_C,
+    HP_MAX_DEPTH,
+    HP_N_ESTIMATORS,
+    HP_LEARNING_RATE,
+    HP_SEED,
+    HP_MODEL_VERSION,
+)
+
+# metrics the script prints and the job definitions extract (name -> regex with one group)
+METRIC_VALIDATION_ROC_AUC: Final = "validation:roc_auc"
+METRIC_VALIDATION_LOG_LOSS: Final = "validation:log_loss"
+METRIC_VALIDATION_RECALL: Final = "validation:recall_malignant"
+METRIC_TRAIN_LOG_LOSS: Final = "train:log_loss"
+METRIC_NAMES: Final = (
+    METRIC_VALIDATION_ROC_AUC,
+    METRIC_VALIDATION_LOG_LOSS,
+    METRIC_VALIDATION_RECALL,
+    METRIC_TRAIN_LOG_LOSS,
+)
+
+
+def metric_line(name: str, value: float) -> str:
+    """The line the script prints for one metric (what :func:`metric_regex` parses)."""
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}")
+    return f"{name}={value:.6f}"
+
+
+def metric_regex(name: str) -> str:
+    """SageMaker ``MetricDefinitions`` regex for one metric (group 1 is the value)."""
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}")
+    return re.escape(name) + r"=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+METRIC_DEFINITIONS: Final = tuple({"Name": name, "Regex": metric_regex(name)} for name in METRIC_NAMES)
+
+# the tuning job's objective (a metric above) and its direction
+TUNING_OBJECTIVE: Final = METRIC_VALIDATION_ROC_AUC
+TUNING_OBJECTIVE_TYPE: Final = "Maximize"
+
+# the source bundle (``sagemaker_submit_directory``): a ``sourcedir.tar.gz`` with the entry point at its
+# root beside the ``model`` package it imports
+ENTRY_POINT: Final = "sagemaker_train.py"
+SOURCE_BUNDLE_NAME: Final = "sourcedir.tar.gz"
+# where the container keeps checkpoints synced to CheckpointConfig.S3Uri (spot resume)
+CHECKPOINT_LOCAL_PATH: Final = "/opt/ml/checkpoints"
