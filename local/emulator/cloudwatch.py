@@ -16,7 +16,6 @@ moto stores metric data and alarms but never evaluates an alarm (a new one start
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import math
@@ -28,6 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from local.emulator.metric_math import evaluate_expression, rule_holds
 
 GAPS = (
     "CloudWatch alarm evaluation, composite alarms and metric math (moto stores alarms, never "
@@ -157,54 +158,6 @@ def aggregate(values: Sequence[float], statistic: str) -> float | None:
     raise ValueError(f"statistic {statistic} is not emulated")
 
 
-_OPERATORS: Mapping[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-}
-
-
-def evaluate_expression(expression: str, names: Mapping[str, float | None]) -> float | None:
-    """A metric-math expression for one period (arithmetic, comparisons, IF, FILL); None: no data."""
-
-    def value(node: ast.AST) -> Any:  # noqa: PLR0911 (one return per node type)
-        if isinstance(node, ast.Expression):
-            return value(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return float(node.value)
-        if isinstance(node, ast.Name):
-            return names.get(node.id)
-        if isinstance(node, ast.BinOp | ast.Compare):
-            left = value(node.left)
-            op, right_node = (
-                (node.op, node.right) if isinstance(node, ast.BinOp) else (node.ops[0], node.comparators[0])
-            )
-            right = value(right_node)
-            if left is None or right is None:
-                return None
-            if isinstance(op, ast.Div) and right == 0:
-                return None
-            return float(_OPERATORS[type(op)](left, right))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            args = node.args
-            if node.func.id == "FILL":
-                filled = value(args[0])
-                return value(args[1]) if filled is None else filled
-            if node.func.id == "IF":
-                condition = value(args[0])
-                if condition is None:
-                    return None
-                return value(args[1]) if condition else value(args[2])
-        raise ValueError(f"metric math {expression!r} is not emulated ({ast.dump(node)[:60]})")
-
-    return value(ast.parse(expression, mode="eval"))  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True)
 class CompositeAlarm:
     name: str
@@ -212,22 +165,6 @@ class CompositeAlarm:
     description: str = ""
     alarm_actions: tuple[str, ...] = ()
     ok_actions: tuple[str, ...] = ()
-
-
-def rule_holds(rule: str, states: Mapping[str, str]) -> bool:
-    """Evaluate a composite alarm rule against the current states (an unknown alarm is refused)."""
-    pattern = re.compile(r'(ALARM|OK|INSUFFICIENT_DATA)\("([^"]+)"\)')
-    for _, name in pattern.findall(rule):
-        if name not in states:
-            raise ValueError(f"composite rule names unknown alarm {name!r}")
-    python = pattern.sub(lambda m: str(states[m.group(2)] == m.group(1)), rule)
-    python = re.sub(r"\bAND\b", "and", re.sub(r"\bOR\b", "or", re.sub(r"\bNOT\b", "not", python)))
-    python = re.sub(r"\bTRUE\b", "True", re.sub(r"\bFALSE\b", "False", python))
-    tree = ast.parse(python, mode="eval")
-    allowed = (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.Not, ast.And, ast.Or, ast.Constant)
-    if not all(isinstance(node, allowed) for node in ast.walk(tree)):
-        raise ValueError(f"composite rule {rule!r} is not emulated")
-    return bool(eval(compile(tree, "<rule>", "eval"), {"__builtins__": {}}))  # noqa: S307 (checked AST of booleans)
 
 
 @dataclass

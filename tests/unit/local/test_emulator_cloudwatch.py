@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from moto import mock_aws
 
+from local.emulator import metric_math
 from local.emulator.cloudwatch import (
     AlarmEvaluator,
     CompositeAlarm,
@@ -19,11 +22,10 @@ from local.emulator.cloudwatch import (
     composite_alarms,
     create_metric_alarms,
     emf_metric_data,
-    evaluate_expression,
     literal_alarm_references,
     resolve,
-    rule_holds,
 )
+from local.emulator.metric_math import evaluate_expression, rule_holds
 from shared import telemetry
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -110,7 +112,7 @@ def test_metric_math():
     assert evaluate_expression("FILL(e0, 0) + FILL(e1, 0)", {"e0": None, "e1": 3}) == 3
     assert evaluate_expression("reads + writes", {"reads": None, "writes": 1}) is None
     with pytest.raises(ValueError, match="not emulated"):
-        evaluate_expression("__import__('os')", {})
+        evaluate_expression('__import__("os")', {})
 
 
 def test_composite_rules():
@@ -119,6 +121,51 @@ def test_composite_rules():
     assert not rule_holds('ALARM("a") AND NOT OK("b")', states)
     with pytest.raises(ValueError, match="unknown alarm"):
         rule_holds('ALARM("missing")', states)
+
+
+def test_metric_math_precedence_and_errors():
+    names = {"a": 2.0, "b": 3.0, "c": 4.0}
+    assert evaluate_expression("a + b * c", names) == 14
+    assert evaluate_expression("(a + b) * c", names) == 20
+    assert evaluate_expression("a - b - c", names) == -5
+    assert evaluate_expression("-a * 2 + 1.5e1", names) == 11
+    assert evaluate_expression("a / (b - 3)", names) is None  # division by zero: no data
+    assert evaluate_expression("IF(a >= 2, 1, 0) + IF(b < 3, 1, 0) + IF(c <= 4, 1, 0)", names) == 2
+    for malformed, reason in [
+        ("a +", "ends early"),
+        ("(a + b", "expected ')'"),
+        ("a b", "unexpected 'b'"),
+        ("IF(a, b)", "takes 3 arguments"),
+        ("a ** b", "unexpected"),
+        ("a; b", "unexpected"),
+        ("open('x')", "unexpected"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            evaluate_expression(malformed, names)
+
+
+def test_composite_rule_grammar():
+    states = {"a": "ALARM", "b": "OK", "c": "INSUFFICIENT_DATA"}
+    assert rule_holds('NOT (OK("a") OR ALARM("b")) AND INSUFFICIENT_DATA("c")', states)
+    assert rule_holds('ALARM("a") OR FALSE', states)
+    assert not rule_holds('TRUE AND NOT ALARM("a")', states)
+    assert rule_holds('ALARM("b") AND OK("b") OR ALARM("a")', states)  # AND binds tighter than OR
+    for malformed in ["ALARM(a)", 'ALARM("a") AND', 'ALARM("a") XOR OK("b")', '__import__("os")']:
+        with pytest.raises(ValueError, match=r"quoted alarm name|unexpected"):
+            rule_holds(malformed, states)
+
+
+def test_alarm_expressions_never_build_python_asts(monkeypatch):
+    """The evaluator thread never calls ast.parse: CPython 3.11.7 fails concurrent parses (cpython#106905)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ast.parse called")
+
+    monkeypatch.setattr(ast, "parse", refuse)
+    metric_math.parse_expression.cache_clear()
+    metric_math.parse_rule.cache_clear()
+    assert evaluate_expression("FILL(e0, 0) / 2", {"e0": 4}) == 2
+    assert rule_holds('ALARM("a")', {"a": "ALARM"})
 
 
 def test_emf_lines_become_metric_data(capsys):
