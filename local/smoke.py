@@ -2,7 +2,7 @@
 
 One sync prediction and one stream prediction, both read back; then ``mlpipe models promote``
 and ``mlpipe models rollback`` through the event-driven path (the desired-state rule invokes the
-deploy function, which reconciles, verifies and flushes the API cache), each checked by the
+deploy function, which reconciles, verifies and invalidates the answer cache), each checked by the
 version the API serves afterwards. Every step prints what it saw.
 """
 

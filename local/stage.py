@@ -16,7 +16,7 @@ What runs, all started here and stopped on exit:
 4. **SageMaker runtime**: ``local.router`` in front of the model servers, honouring the endpoint's
    live weights, the model each variant runs now, and ``TargetVariant``.
 5. **Handlers in-process** (``local.lambda_runtime``): the API behind ``local.api_gateway`` (routes,
-   API key, request validation and stage cache from the template); the Kinesis consumer behind
+   API key, request validation and any stage cache from the template); the Kinesis consumer behind
    ``local.kinesis_poller`` (the mapping's settings from the emulated account).
 6. **Events**: ``local.events`` drives the templates' EventBridge rules (desired-state changes
    and endpoint state changes invoke the deploy function).

@@ -1,7 +1,9 @@
-"""After a verified deployment, flush the API's stage cache so no answer of the previous model is served.
+"""After a verified deployment, invalidate the API's answer cache: no answer of the old model is served.
 
-The API keys its cache on the request body (and the model version); flushing on every change of
-what the endpoint runs is the guarantee that holds even for a key without the version.
+The API function serves a cached answer only while its generation is the current one
+(``shared.answer_cache``); writing the generation (the verified request's id) retires every
+earlier answer at once. Whoever records the verified state runs this: the deploy function where
+it exists, else ``mlpipe`` itself (``mlpipe.stage.reconciler``).
 """
 
 from __future__ import annotations
@@ -9,24 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpipe.errors import MlpipeError
 from mlpipe.state import VerifiedState
+from shared import answer_cache
 
 
-def stage_cache_flusher(
-    apigateway: Any, *, rest_api_id: str, stage_name: str
-) -> Callable[[VerifiedState], None]:
-    def flush(verified: VerifiedState) -> None:
+def answer_cache_invalidator(dynamodb: Any, *, table_name: str) -> Callable[[VerifiedState], None]:
+    """``dynamodb``: a low-level DynamoDB client (typed attribute values)."""
+
+    def invalidate(verified: VerifiedState) -> None:
+        item = {
+            answer_cache.KEY_ATTRIBUTE: {"S": answer_cache.GENERATION_KEY},
+            answer_cache.GENERATION_ATTRIBUTE: {"S": verified.request_id},
+        }
         try:
-            apigateway.flush_stage_cache(restApiId=rest_api_id, stageName=stage_name)
-        except ClientError as err:
+            dynamodb.put_item(TableName=table_name, Item=item)
+        except (ClientError, BotoCoreError) as err:
             raise MlpipeError(
-                f"deployment {verified.request_id} is verified and recorded, but flushing the API cache of "
-                f"{rest_api_id}/{stage_name} failed ({err}); cached answers of the previous model may be "
-                f"served until their TTL ends. Flush it: aws apigateway flush-stage-cache "
-                f"--rest-api-id {rest_api_id} --stage-name {stage_name}"
+                f"deployment {verified.request_id} is verified and recorded, but invalidating the answer "
+                f"cache {table_name} failed ({err}); answers of the previous model may be served until "
+                f"their TTL ends. Invalidate it: aws dynamodb put-item --table-name {table_name} --item "
+                f'\'{{"{answer_cache.KEY_ATTRIBUTE}": {{"S": "{answer_cache.GENERATION_KEY}"}}, '
+                f'"{answer_cache.GENERATION_ATTRIBUTE}": {{"S": "{verified.request_id}"}}}}\''
             ) from err
 
-    return flush
+    return invalidate

@@ -40,7 +40,7 @@ from mlpipe import analytics as analytics_commands
 from mlpipe.ab import SOURCES
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
-from mlpipe.cache import stage_cache_flusher
+from mlpipe.cache import answer_cache_invalidator
 from mlpipe.errors import FAILURE_EXIT, BatchRunError, MissingStageError, MlpipeError, UsageError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
@@ -275,12 +275,10 @@ def build_lifecycle(
     )
     owner = owner or reconciler(outputs)
     hooks = []
-    if InferenceOutputs.REST_API_ID in outputs and InferenceOutputs.API_STAGE_NAME in outputs:
+    if InferenceOutputs.ANSWER_CACHE_TABLE in outputs:
         hooks.append(
-            stage_cache_flusher(
-                session.client("apigateway"),
-                rest_api_id=outputs[InferenceOutputs.REST_API_ID],
-                stage_name=outputs[InferenceOutputs.API_STAGE_NAME],
+            answer_cache_invalidator(
+                session.client("dynamodb"), table_name=outputs[InferenceOutputs.ANSWER_CACHE_TABLE]
             )
         )
     return Lifecycle(
@@ -295,7 +293,7 @@ def build_lifecycle(
         timeout_seconds=settings.wait_timeout_seconds if timeout_seconds is None else timeout_seconds,
         lock_ttl_seconds=settings.lock_ttl_seconds,
         rollback_grace_seconds=settings.rollback_grace_seconds,
-        # the deploy function flushes the cache after the changes it verifies
+        # the deploy function invalidates the answer cache after the changes it verifies
         on_verified=hooks if owner == "direct" else [],
         reconciler=owner,
         progress=progress,

@@ -83,7 +83,7 @@ class Lifecycle:
     timeout_seconds: float = 3600.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # called with the new verified state (e.g. flush the API stage cache)
+    # called with the new verified state (e.g. invalidate the API answer cache)
     on_verified: list[Callable[[VerifiedState], None]] = field(default_factory=list)
     # who reconciles this stage: the deploy function (mlpipe hands requests over and waits) or mlpipe
     reconciler: Reconciler = DIRECT

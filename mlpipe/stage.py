@@ -101,6 +101,7 @@ def endpoint_outputs(cloudformation: Any, stage: str) -> dict[str, str]:
         InferenceOutputs.REST_API_ID,
         InferenceOutputs.API_STAGE_NAME,
         InferenceOutputs.DEPLOY_FUNCTION_NAME,
+        InferenceOutputs.ANSWER_CACHE_TABLE,
     )
     return {key: outputs[key] for key in (*keys, *optional) if key in outputs}
 

@@ -251,9 +251,10 @@ class ApiConfig(_Frozen):
     throttle_burst_limit: Annotated[int, Field(gt=0)] = 100
     # per API key and day: 5x the expected daily volume, so a runaway client is stopped
     quota_per_day: Annotated[int, Field(gt=0)] = 500_000
-    # stage cache (API Gateway sizes: 0.5, 1.6, 6.1, ... GB); TTL 300 s by default
-    cache_size_gb: Literal["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"] = "0.5"
-    cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    # how long POST /predict answers stay in the answer cache (shared.answer_cache); 0 disables
+    # it. 300 s: a client retrying or re-sending the same rows within minutes is served without
+    # an endpoint call, while a deployment invalidates every answer at once (the generation)
+    cache_ttl_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
     # WAF web ACL with AWS managed rules in front of the stage (production)
     waf_enabled: bool = False
     # requests per 5 minutes from one IP before WAF blocks it

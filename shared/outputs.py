@@ -47,6 +47,7 @@ class InferenceOutputs:
     STREAM_FUNCTION_NAME: Final = "StreamFunctionName"
     DEPLOY_FUNCTION_NAME: Final = "DeployFunctionName"
     ALARM_TOPIC_ARN: Final = "AlarmTopicArn"
+    ANSWER_CACHE_TABLE: Final = "AnswerCacheTableName"
 
 
 class BatchOutputs:

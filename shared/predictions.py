@@ -82,7 +82,7 @@ def _from_decimal(value: Any) -> Any:
     return value
 
 
-def _features(row: object, names: Sequence[str]) -> dict[str, float]:
+def features_by_name(row: object, names: Sequence[str]) -> dict[str, float]:
     """A validated row (an object by name or an array in schema order) as values by name."""
     if isinstance(row, Mapping):
         return {name: float(row[name]) for name in names}
@@ -158,7 +158,7 @@ def invoke_and_record(
                 probability=float(prediction["probability"]),
                 latency_ms=latency_ms,
                 expiration_time=expiration_time(at, ttl_days),
-                features=_features(row, feature_names) if feature_names is not None else None,
+                features=features_by_name(row, feature_names) if feature_names is not None else None,
             )
             for prediction_id, prediction, row in zip(prediction_ids, predictions, rows, strict=True)
         ]

@@ -14,6 +14,7 @@ emitted by the services themselves.
 | ``Predictions`` | Count | (service, variant), (service, variant, modelVersion) | API, stream |
 | ``ModelLatency`` | Milliseconds | as ``Predictions`` | API, stream, per endpoint call |
 | ``Requests``, ``ClientErrors``, ``ServerErrors`` | Count | (service) | API, per request |
+| ``CacheHits``, ``CacheMisses`` | Count | (service) | API, per ``POST /predict`` with the answer cache on |
 | ``RecordsReceived``, ``RecordsFailed`` | Count | (service) | stream, per batch |
 | ``PoisonRecords``, ``ReplaysSkipped`` | Count | (service) | stream, per record |
 | ``InputsProcessed``, ``InputsFailed``, ``Rows*`` | Count | (service) | batch report, per run |
@@ -58,6 +59,9 @@ MODEL_LATENCY: Final = "ModelLatency"
 REQUESTS: Final = "Requests"
 CLIENT_ERRORS: Final = "ClientErrors"
 SERVER_ERRORS: Final = "ServerErrors"
+# API handler, per POST /predict with the answer cache on (shared.answer_cache)
+CACHE_HITS: Final = "CacheHits"
+CACHE_MISSES: Final = "CacheMisses"
 # stream consumer
 RECORDS_RECEIVED: Final = "RecordsReceived"
 RECORDS_FAILED: Final = "RecordsFailed"
@@ -118,6 +122,8 @@ CUSTOM_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(REQUESTS, "Count", _SERVICE_ONLY, ("api",)),
     MetricSpec(CLIENT_ERRORS, "Count", _SERVICE_ONLY, ("api",)),
     MetricSpec(SERVER_ERRORS, "Count", _SERVICE_ONLY, ("api",)),
+    MetricSpec(CACHE_HITS, "Count", _SERVICE_ONLY, ("api",)),
+    MetricSpec(CACHE_MISSES, "Count", _SERVICE_ONLY, ("api",)),
     MetricSpec(RECORDS_RECEIVED, "Count", _SERVICE_ONLY, ("stream",)),
     MetricSpec(RECORDS_FAILED, "Count", _SERVICE_ONLY, ("stream",)),
     MetricSpec(POISON_RECORDS, "Count", _SERVICE_ONLY, ("stream",)),

@@ -21,7 +21,7 @@ The load is **open loop**: request ``i`` of a step is due at ``start + i / rate`
 earlier ones are doing (each request is its own task), and its latency is counted from when it was
 due, so a generator that falls behind shows up as latency instead of hiding it (no coordinated
 omission). Payloads are rows of the model's own data set, each one unique (a convex mix of two
-rows), so the API's stage cache (keyed on the body) never answers for the path being measured.
+rows), so the API function's answer cache (keyed on the rows) never answers for the path being measured.
 
 The stage runs in its own process (``serve-stage``: ``local.stage.LocalStage`` in a separate
 working directory, as ``nox -s local`` runs it) and the generator (httpx, asyncio) in this one:
@@ -1023,7 +1023,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         **context,
         "method": (
             "open-loop paced arrivals (request i due at start + i/rate, latency from its due time), "
-            "httpx asyncio generator in its own process; unique payloads (the stage cache never answers); "
+            "httpx asyncio generator in its own process; unique payloads (the answer cache never answers); "
             "the stage (moto, API emulation, handlers, router) in one process, one model server process "
             "per version; all on the same cores"
         ),

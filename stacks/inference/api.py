@@ -12,11 +12,11 @@ variant), ``POST /predict/stream`` (202), ``GET /predictions/{predictionId}``, `
   (``request-schema.json``, the draft-04 schema ``nox -s train`` writes for the served feature
   set), for every content type, before the function runs; the function validates again against
   the champion's own schema (ranges per version) and answers 4xx for what passes the gateway.
-- **Cache**: the stage has an encrypted cache; caching is off for every method except
-  ``POST /predict``. API Gateway keys a cache entry on request parameters only, so the
-  integration maps the request body into the header ``X-Request-Body`` and keys on it together
-  with the ``variant`` query string. A promotion or rollback flushes the stage cache when the
-  deploy function records the verified state, so a cached answer never outlives its model.
+- **No stage cache**: API Gateway keys a cache entry on request parameters only, never on the
+  body, and a body does not fit the documented header budget (``api-gateway-limits.md``). The
+  function caches ``POST /predict`` answers itself, keyed on the validated rows
+  (``shared.answer_cache``), so every request is either answered from an entry of exactly its
+  rows or computed; no method is cached here (API Gateway would cache ``GET`` by default).
 - **Logs and tracing**: JSON access logs to a KMS-encrypted log group, execution logging at
   INFO (no request/response data), X-Ray tracing, detailed metrics.
 - **WAF** (production): a regional web ACL with AWS managed rule groups and a per-IP rate rule.
@@ -40,9 +40,7 @@ from shared.infra.acknowledge import acknowledge
 from shared.infra.logs import EncryptedLogGroup
 
 REQUEST_SCHEMA = Path(__file__).with_name("request-schema.json")
-BODY_HEADER = "X-Request-Body"
-BODY_CACHE_KEY = f"integration.request.header.{BODY_HEADER}"
-VARIANT_CACHE_KEY = "method.request.querystring.variant"
+VARIANT_PARAMETER = "method.request.querystring.variant"
 REQUEST_MODEL_NAME = "PredictionRequest"
 FEEDBACK_MODEL_NAME = "FeedbackRequest"
 FEEDBACK_SCHEMA = {
@@ -124,21 +122,9 @@ class PredictionApi(Construct):
                 access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
                 throttling_rate_limit=api_config.throttle_rate_limit,
                 throttling_burst_limit=api_config.throttle_burst_limit,
-                cache_cluster_enabled=True,
-                cache_cluster_size=api_config.cache_size_gb,
-                # every method: not cached (API Gateway would cache GETs by default), but any
-                # cached data encrypted; POST /predict opts in below
+                # no cache cluster, and no method cached (the function caches answers)
+                cache_cluster_enabled=False,
                 caching_enabled=False,
-                cache_data_encrypted=True,
-                method_options={
-                    "/predict/POST": apigateway.MethodDeploymentOptions(
-                        caching_enabled=True,
-                        cache_ttl=cdk.Duration.seconds(api_config.cache_ttl_seconds),
-                        cache_data_encrypted=True,
-                        logging_level=apigateway.MethodLoggingLevel.INFO,
-                        metrics_enabled=True,
-                    )
-                },
             ),
         )
         acknowledge(
@@ -187,13 +173,9 @@ class PredictionApi(Construct):
         predict = self.rest_api.root.add_resource("predict")
         self.predict_method = predict.add_method(
             "POST",
-            integration(
-                request_parameters={BODY_CACHE_KEY: "method.request.body"},
-                cache_key_parameters=[BODY_CACHE_KEY, VARIANT_CACHE_KEY],
-                cache_namespace="predict",
-            ),
+            integration(),
             api_key_required=True,
-            request_parameters={VARIANT_CACHE_KEY: False},
+            request_parameters={VARIANT_PARAMETER: False},
             request_models=prediction_models,
             request_validator=body_validator,
         )

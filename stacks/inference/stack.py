@@ -8,8 +8,12 @@ layer (the locked ``runtime`` group):
 - ``stream``: the Kinesis consumer; in the VPC;
 - ``deploy``: reconciles the endpoint to the desired state in Parameter Store, invoked by
   EventBridge on a change of the desired parameters and on the endpoint's state changes. It calls
-  control-plane APIs only (SageMaker, SSM, S3, API Gateway's FlushStageCache, which has no VPC
-  endpoint), so it runs outside the VPC.
+  control-plane APIs (SageMaker, SSM, S3) and writes one item, the answer cache's generation, so
+  it runs outside the VPC.
+
+The answer cache (``shared.answer_cache``): the API function caches ``POST /predict`` answers in
+a DynamoDB table of this stack, keyed on the validated rows; a verified deployment writes the
+cache's generation, which invalidates every earlier answer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from shared import answer_cache
 from shared.config import EnvironmentConfig
 from shared.infra.acknowledge import acknowledge
 from shared.infra.python_function import DependenciesLayer, HardenedFunction, source_code, vpc_functions
@@ -30,6 +35,7 @@ from shared.infra.queues import dead_letter_queue
 from shared.outputs import InferenceOutputs
 from stacks.data.references import data_references
 from stacks.data.stack import DataStack
+from stacks.inference.answer_cache import AnswerCacheTable
 from stacks.inference.api import PredictionApi
 from stacks.inference.endpoint import ModelEndpoint
 from stacks.inference.stream import PredictionStream
@@ -38,6 +44,7 @@ from stacks.network.stack import NetworkStack
 # the runtime files the functions import (handlers, the prediction service, mlpipe's lifecycle)
 RUNTIME_SOURCES = (
     "shared/__init__.py",
+    "shared/answer_cache.py",
     "shared/config.py",
     "shared/model_parameters.py",
     "shared/outputs.py",
@@ -123,22 +130,35 @@ class InferenceStack(cdk.Stack):
             security_groups=[network.compute_security_group],
         )
 
-        def vpc_function(name: str, description: str, sizing: Any) -> HardenedFunction:
+        self.answer_cache = AnswerCacheTable(self, "AnswerCache", config=config, key=data.data_key)
+
+        def vpc_function(
+            name: str, description: str, sizing: Any, environment: dict[str, str] | None = None
+        ) -> HardenedFunction:
             function: HardenedFunction = make_function(
                 f"{name.capitalize()}Function",
                 name=name,
                 description=description,
                 handler=HANDLERS[name],
                 sizing=sizing,
-                environment=shared_environment,
+                environment={**shared_environment, **(environment or {})},
             )
             return function
 
+        cache_environment = {}
+        if config.inference.api.cache_ttl_seconds > 0:
+            cache_environment = {
+                answer_cache.TABLE_ENVIRONMENT: self.answer_cache.table.table_name,
+                answer_cache.TTL_ENVIRONMENT: str(config.inference.api.cache_ttl_seconds),
+            }
         self.api_function = vpc_function(
             "api",
-            "Validates prediction requests, invokes the endpoint, stores predictions",
+            "Validates prediction requests, answers from the answer cache or invokes the endpoint, "
+            "stores predictions",
             inference.api_function,
+            cache_environment,
         )
+        self.answer_cache.grant_answers(self.api_function.role)
         self.stream_function = vpc_function(
             "stream", "Consumes queued prediction requests from Kinesis", inference.stream_function
         )
@@ -168,16 +188,16 @@ class InferenceStack(cdk.Stack):
                 "INFERENCE_IMAGE_URI": self.endpoint.image_uri,
                 "MODEL_BUCKET": data.model_bucket.bucket_name,
                 "MODEL_PARAMETERS_PATH": data.model_registry.models_path,
-                "REST_API_ID": self.api.rest_api.rest_api_id,
-                "API_STAGE_NAME": self.api.stage_name,
+                answer_cache.TABLE_ENVIRONMENT: self.answer_cache.table.table_name,
             },
         )
         acknowledge(
             self.deploy_function.function,
             guard=["lambda_inside_vpc_check"],
-            reason="The deploy function calls control-plane APIs only (SageMaker, SSM, S3, and API Gateway's "
-            "FlushStageCache, which has no VPC endpoint); it touches no data plane, so it runs outside the "
-            "VPC.",
+            reason="The deploy function calls control-plane APIs (SageMaker, SSM, S3) and writes one item, "
+            "the answer cache's generation marker (IAM-limited to that key), over AWS's public endpoints "
+            "with TLS and SigV4; it reads no customer data, so it runs outside the VPC instead of paying "
+            "for interface endpoints of SageMaker's and SSM's APIs.",
         )
         self._grant_deploy(config, data)
         self._event_rules(config, data)
@@ -197,6 +217,7 @@ class InferenceStack(cdk.Stack):
             InferenceOutputs.STREAM_FUNCTION_NAME: self.stream_function.function.function_name,
             InferenceOutputs.ALARM_TOPIC_ARN: self.alarm_topic.topic_arn,
             InferenceOutputs.DEPLOY_FUNCTION_NAME: self.deploy_function.function.function_name,
+            InferenceOutputs.ANSWER_CACHE_TABLE: self.answer_cache.table.table_name,
         }
         for key, value in outputs.items():
             cdk.CfnOutput(self, key, value=value)
@@ -270,15 +291,7 @@ class InferenceStack(cdk.Stack):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["apigateway:DELETE"],
-                resources=[
-                    f"arn:{self.partition}:apigateway:{self.region}::/restapis/{self.api.rest_api.rest_api_id}"
-                    f"/stages/{self.api.stage_name}/cache/data"
-                ],
-            )
-        )
+        self.answer_cache.grant_invalidate(role)
 
     def _acknowledge_wildcards(self, config: EnvironmentConfig) -> None:
         readers = {

@@ -132,10 +132,10 @@ class OperationsDashboard(Construct):
                     width=5,
                 ),
                 _graph(
-                    "Cache hits / misses",
+                    "Answer cache hits / misses",
                     [
-                        _metric("AWS/ApiGateway", "CacheHitCount", api, "Sum"),
-                        _metric("AWS/ApiGateway", "CacheMissCount", api, "Sum"),
+                        _metric(telemetry.NAMESPACE, telemetry.CACHE_HITS, api_service, "Sum"),
+                        _metric(telemetry.NAMESPACE, telemetry.CACHE_MISSES, api_service, "Sum"),
                     ],
                     width=4,
                 ),

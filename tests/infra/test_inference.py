@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from mlpipe.lifecycle import MODEL_VERSION_ENV
+from shared import answer_cache
 from shared.config import ENVIRONMENTS, sklearn_image_uri
 from shared.outputs import InferenceOutputs
-from stacks.inference.api import BODY_CACHE_KEY, BODY_HEADER, VARIANT_CACHE_KEY, request_schema
+from stacks.inference.api import VARIANT_PARAMETER, request_schema
 from stacks.inference.endpoint import MODEL_VERSION_ENV as STACK_MODEL_VERSION_ENV
+from stacks.inference.stack import HANDLERS
 from tests.infra.conftest import resources_of
 
 ENVS = sorted(ENVIRONMENTS)
@@ -159,38 +161,83 @@ def test_each_variant_scales_on_invocations_per_instance(env, template_json):
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_stage_cache_only_on_post_predict_keyed_on_the_body_and_variant(env, template_json):
-    api = ENVIRONMENTS[env].inference.api
+def test_no_stage_cache_and_the_variant_is_an_optional_parameter(env, template_json):
     template = template_json(env, "inference")
     stage = _one(template, "AWS::ApiGateway::Stage")
-    assert stage["CacheClusterEnabled"] is True
-    assert stage["CacheClusterSize"] == api.cache_size_gb
+    assert stage.get("CacheClusterEnabled") is False
     assert stage["TracingEnabled"] is True
     assert "DestinationArn" in stage["AccessLogSetting"]
     assert json.loads(stage["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
     settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in stage["MethodSettings"]}
+    assert set(settings) == {("/*", "*")}
     everything = settings[("/*", "*")]
     assert everything["CachingEnabled"] is False
-    assert everything["CacheDataEncrypted"] is True
     assert everything["LoggingLevel"] == "INFO"
     assert everything["DataTraceEnabled"] is False
-    predict = settings[("/~1predict", "POST")]
-    assert predict["CachingEnabled"] is True
-    assert predict["CacheTtlInSeconds"] == api.cache_ttl_seconds
-    assert predict["CacheDataEncrypted"] is True
+    methods = [m["Properties"] for m in resources_of(template, "AWS::ApiGateway::Method").values()]
+    assert not [m for m in methods if m["Integration"].get("CacheKeyParameters")]
+    (predict,) = [m for m in methods if m.get("RequestParameters", {}).get(VARIANT_PARAMETER) is not None]
+    assert predict["HttpMethod"] == "POST"
+    assert predict["RequestParameters"] == {VARIANT_PARAMETER: False}
+    assert "RequestParameters" not in predict["Integration"]
 
-    methods = resources_of(template, "AWS::ApiGateway::Method")
-    cached = [
-        m["Properties"] for m in methods.values() if m["Properties"]["Integration"].get("CacheKeyParameters")
+
+def _function(template: dict[str, Any], handler: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (lid, r["Properties"])
+        for lid, r in resources_of(template, "AWS::Lambda::Function").items()
+        if r["Properties"].get("Handler") == handler
     ]
-    assert len(cached) == 1
-    (method,) = cached
-    assert method["HttpMethod"] == "POST"
-    integration = method["Integration"]
-    assert integration["RequestParameters"] == {BODY_CACHE_KEY: "method.request.body"}
-    assert f"integration.request.header.{BODY_HEADER}" == BODY_CACHE_KEY
-    assert sorted(integration["CacheKeyParameters"]) == sorted([BODY_CACHE_KEY, VARIANT_CACHE_KEY])
-    assert method["RequestParameters"] == {VARIANT_CACHE_KEY: False}
+    return found
+
+
+def _role_statements(template: dict[str, Any], function: dict[str, Any]) -> list[dict[str, Any]]:
+    role = function["Role"]["Fn::GetAtt"][0]
+    return [
+        statement
+        for policy in resources_of(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _on_table(statement: dict[str, Any], table: str) -> bool:
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return {"Fn::GetAtt": [table, "Arn"]} in resources
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_answer_cache_read_and_written_by_the_api_invalidated_by_the_deploy_function(env, template_json):
+    config = ENVIRONMENTS[env]
+    template = template_json(env, "inference")
+    tables = resources_of(template, "AWS::DynamoDB::Table")
+    (table_id,) = tables
+    table = tables[table_id]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": answer_cache.KEY_ATTRIBUTE, "KeyType": "HASH"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": answer_cache.TTL_ATTRIBUTE, "Enabled": True}
+    assert table["SSESpecification"]["SSEType"] == "KMS"
+    assert "KMSMasterKeyId" in table["SSESpecification"]
+
+    _, api = _function(template, HANDLERS["api"])
+    environment = api["Environment"]["Variables"]
+    assert environment[answer_cache.TABLE_ENVIRONMENT] == {"Ref": table_id}
+    assert environment[answer_cache.TTL_ENVIRONMENT] == str(config.inference.api.cache_ttl_seconds)
+    on_table = [s for s in _role_statements(template, api) if _on_table(s, table_id)]
+    assert sorted(a for s in on_table for a in _actions(s)) == ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+
+    _, deploy = _function(template, HANDLERS["deploy"])
+    assert deploy["Environment"]["Variables"][answer_cache.TABLE_ENVIRONMENT] == {"Ref": table_id}
+    assert "REST_API_ID" not in deploy["Environment"]["Variables"]
+    statements = _role_statements(template, deploy)
+    (invalidate,) = [s for s in statements if _on_table(s, table_id)]
+    assert _actions(invalidate) == ["dynamodb:PutItem"]
+    leading_keys = invalidate["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+    assert leading_keys == [answer_cache.GENERATION_KEY]
+    assert not [s for s in statements if any(a.startswith("apigateway:") for a in _actions(s))]
+
+    outputs = template["Outputs"]
+    assert outputs[InferenceOutputs.ANSWER_CACHE_TABLE]["Value"] == {"Ref": table_id}
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -250,7 +250,7 @@ def test_the_dashboard_has_a_row_per_concern(env, template_json: TemplateJson):
         "OverheadLatency p50/p99",
         "4XX / 5XX per variant",
         "API latency p99",
-        "Cache hits / misses",
+        "Answer cache hits / misses",
         "Function errors",
         "Function throttles",
         "Function duration p99",

@@ -19,7 +19,7 @@ from tests.integration.conftest import Target
 
 
 def unique_rows(count: int) -> list[dict[str, float]]:
-    """``count`` distinct valid rows (distinct bodies, so the stage cache cannot answer them)."""
+    """``count`` distinct valid rows (distinct rows, so the answer cache cannot answer them)."""
     dataset = load_dataset()
     rows = [dict(zip(dataset.feature_names, r, strict=True)) for r in dataset.test.features.tolist()]
     area = next(name for name in dataset.feature_names if "area" in name)

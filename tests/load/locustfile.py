@@ -3,7 +3,7 @@
 Users: the real-time API (``POST /predict``), the stream path (``POST /predict/stream`` then the
 read-back) and feedback (a prediction, then ``POST /feedback``). Payloads are rows of the model's
 own data set; a share of requests (``LOAD_REPEAT_SHARE``, default 0.2) repeats a small pool of
-rows, so the stage cache is exercised.
+rows, so the API function's answer cache is exercised.
 
 Shapes (``LOAD_SHAPE``), rates in requests/s (100,000/day = 1.16/s):
 

@@ -22,6 +22,7 @@ from mlpipe.artifact import read_artifact
 from mlpipe.registry import ModelRegistry
 from mlpipe.stage import RegistryLocation
 from model import data, server, train
+from shared import answer_cache
 from shared.outputs import DataOutputs, InferenceOutputs
 
 
@@ -63,6 +64,7 @@ BUCKET = "ml-pipeline-models-local-us-east-1-123456789012"
 PATH = "/ml-pipeline/local/models"
 TABLE = "ml-pipeline-predictions-local-us-east-1"
 ENDPOINT = "ml-pipeline-endpoint-local-us-east-1"
+ANSWER_CACHE_TABLE = "ml-pipeline-answer-cache-local-us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/ml-pipeline-sagemaker-local"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
 VPC = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a", "subnet-0b"]}
@@ -242,7 +244,24 @@ def predictions_table(aws):
 
 
 @pytest.fixture
-def inference_stack(aws, stage, rest_api):
+def answer_cache_table(aws):
+    """The answer cache table as the inference stack declares it (shared.answer_cache)."""
+    return aws.resource("dynamodb").create_table(
+        TableName=ANSWER_CACHE_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": answer_cache.KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": answer_cache.KEY_ATTRIBUTE, "AttributeType": "S"}],
+    )
+
+
+def cache_generation(table: Any) -> str | None:
+    """The answer cache's current generation (None: never invalidated)."""
+    item = table.get_item(Key={answer_cache.KEY_ATTRIBUTE: answer_cache.GENERATION_KEY}).get("Item")
+    return None if item is None else str(item[answer_cache.GENERATION_ATTRIBUTE])
+
+
+@pytest.fixture
+def inference_stack(aws, stage, rest_api, answer_cache_table):
     """The inference stack's outputs mlpipe reads (the endpoint itself comes from the stage fixture)."""
     template = {
         "Resources": {
@@ -257,6 +276,7 @@ def inference_stack(aws, stage, rest_api):
             InferenceOutputs.INFERENCE_IMAGE_URI: {"Value": IMAGE},
             InferenceOutputs.REST_API_ID: {"Value": rest_api[0]},
             InferenceOutputs.API_STAGE_NAME: {"Value": rest_api[1]},
+            InferenceOutputs.ANSWER_CACHE_TABLE: {"Value": ANSWER_CACHE_TABLE},
         },
     }
     aws.client("cloudformation").create_stack(

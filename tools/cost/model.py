@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from shared import answer_cache
 from tools.cost.usage import UsageProfile
 from tools.deploy_plan import stack_order, stage_assemblies
 
@@ -321,11 +322,33 @@ def _log_group(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]
     )
 
 
+def _answer_cache_table(ctx: _Context, lid: str) -> Iterator[Line]:
+    """The answer cache of POST /predict (shared.answer_cache): a lookup per request, a write per miss."""
+    rtype = "AWS::DynamoDB::Table"
+    p = ctx.profile
+    requests = p.api_requests_per_day * p.days_per_month
+    # BatchGetItem of the entry and the generation item, strongly consistent: 1 RRU per item
+    yield ctx.line(
+        lid, rtype, "lookups (2 items, strongly consistent)", 2 * requests, "dynamodb.read_request_unit"
+    )
+    writes = requests * (1 - p.answer_cache_hit_share)
+    yield ctx.line(lid, rtype, "answers stored (misses)", writes, "dynamodb.write_request_unit")
+    # at most a TTL's worth of answers is live (DynamoDB's TTL deletes later: a day assumed)
+    gb = p.api_requests_per_day * p.answer_cache_item_kb / 1e6
+    yield ctx.line(
+        lid, rtype, "storage (a day of answers until TTL deletes them)", gb, "dynamodb.storage_gb_month"
+    )
+
+
 def _table(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::DynamoDB::Table"
     p = ctx.profile
     if props.get("BillingMode") != "PAY_PER_REQUEST":
         raise UnpriceableError("provisioned capacity is not in the price table")
+    keys = [key.get("AttributeName") for key in props.get("KeySchema", [])]
+    if keys == [answer_cache.KEY_ATTRIBUTE]:
+        yield from _answer_cache_table(ctx, lid)
+        return
     indexes = len(props.get("GlobalSecondaryIndexes", []))
     items_per_day = p.predictions_per_day
     units = math.ceil(p.prediction_item_kb)

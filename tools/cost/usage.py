@@ -140,12 +140,12 @@ class UsageProfile(_Frozen):
             invocations_per_day=0,
             driven_by="gateway",
             billed_ms=40,
-            why="every POST /predict and /predict/stream (no cache hits: unique bodies, as in the bench); "
-            "bench: handler overhead <= 2 ms, the rest waits on InvokeEndpoint (~5-10 ms) and "
-            "PutItem/PutRecord; "
+            why="every POST /predict and /predict/stream (billed as misses: a hit skips only the endpoint "
+            "call, ~5-10 ms, and adds the cache lookup); bench: handler overhead <= 2 ms, the rest waits on "
+            "InvokeEndpoint and PutItem/PutRecord; "
             "metrics: Predictions, ModelLatency x 2 variants x (variant; variant+version) + Requests, "
-            "ClientErrors, ServerErrors, ColdStart",
-            custom_metrics=12,
+            "ClientErrors, ServerErrors, CacheHits, CacheMisses, ColdStart",
+            custom_metrics=14,
         ),
         FunctionUsage(
             match="-stream-",
@@ -253,6 +253,13 @@ class UsageProfile(_Frozen):
     prediction_ttl_days: NonNegative = Field(
         30.0, description="predictions expire (TTL) after this many days"
     )
+    answer_cache_hit_share: NonNegative = Field(
+        0.1,
+        le=1.0,
+        description="POST /predict answered from the answer cache (a retry or a repeated row within "
+        "the TTL); each request reads 2 items strongly consistent, each miss writes 1",
+    )
+    answer_cache_item_kb: NonNegative = Field(0.3, description="a cached answer of one row (key, JSON, TTL)")
     table_reads_per_day: NonNegative = Field(
         1_000.0, description="A/B reports and lookups by id or by model version (eventually consistent)"
     )

@@ -19,9 +19,10 @@ from shared.predictions import Source
 
 
 def record_prediction(
-    *, source: Source, variant: str, model_version: str, rows: int, latency_ms: float
+    *, source: Source, variant: str, model_version: str, rows: int, latency_ms: float | None
 ) -> None:
-    """Flush the figures of one endpoint call as one EMF line."""
+    """Flush the figures of one endpoint call as one EMF line (``latency_ms`` None: answered from
+    the answer cache, no endpoint call, so no ``ModelLatency``)."""
     service = telemetry.SERVICE_NAMES[source]
     emf = EphemeralMetrics(
         namespace=telemetry.NAMESPACE, service=service, default_dimensions={telemetry.SERVICE: service}
@@ -29,5 +30,17 @@ def record_prediction(
     emf.add_dimension(name=telemetry.VARIANT, value=variant)
     emf.add_dimensions(**{telemetry.VARIANT: variant, telemetry.MODEL_VERSION: model_version})
     emf.add_metric(name=telemetry.PREDICTIONS, unit=MetricUnit.Count, value=rows)
-    emf.add_metric(name=telemetry.MODEL_LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms)
+    if latency_ms is not None:
+        emf.add_metric(name=telemetry.MODEL_LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms)
+    emf.flush_metrics()
+
+
+def record_cache_lookup(*, hit: bool) -> None:
+    """One answer cache lookup of the API: ``CacheHits`` or ``CacheMisses``, as one EMF line."""
+    service = telemetry.SERVICE_NAMES["api"]
+    emf = EphemeralMetrics(
+        namespace=telemetry.NAMESPACE, service=service, default_dimensions={telemetry.SERVICE: service}
+    )
+    name = telemetry.CACHE_HITS if hit else telemetry.CACHE_MISSES
+    emf.add_metric(name=name, unit=MetricUnit.Count, value=1)
     emf.flush_metrics()

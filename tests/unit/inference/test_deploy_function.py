@@ -10,13 +10,13 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from pydantic import ValidationError
 
-from local.emulator import apigateway as apigateway_ext
 from mlpipe.errors import MlpipeError
 from mlpipe.lifecycle import Lifecycle
 from mlpipe.stage import DEPLOY_FUNCTION
 from mlpipe.state import DesiredState, Traffic
+from shared import answer_cache
 from stacks.inference.runtime.deploy.handler import Settings, build_lifecycle, handler, route
-from tests.unit.conftest import BUCKET, ENDPOINT, IMAGE, PATH, ROLE
+from tests.unit.conftest import ANSWER_CACHE_TABLE, BUCKET, ENDPOINT, IMAGE, PATH, ROLE, cache_generation
 
 ENVIRONMENT = {
     "STAGE": "local",
@@ -61,9 +61,8 @@ def endpoint_change(endpoint: str, status: str = "IN_SERVICE") -> EventBridgeEve
 
 
 @pytest.fixture
-def environment(rest_api) -> dict[str, str]:
-    api_id, stage_name = rest_api
-    return {**ENVIRONMENT, "REST_API_ID": api_id, "API_STAGE_NAME": stage_name}
+def environment(answer_cache_table) -> dict[str, str]:
+    return {**ENVIRONMENT, answer_cache.TABLE_ENVIRONMENT: ANSWER_CACHE_TABLE}
 
 
 @pytest.fixture
@@ -82,7 +81,9 @@ def _desire(lifecycle, challenger: str, weight: float) -> None:
     )
 
 
-def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(lifecycle, settings, rest_api):
+def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(
+    lifecycle, settings, answer_cache_table
+):
     _desire(lifecycle, "v2", 0.25)
     started = route(parameter_change(f"{PATH}/traffic"), settings, lifecycle)
     assert started.action == "started"
@@ -93,7 +94,7 @@ def test_a_desired_state_change_starts_and_the_endpoint_event_finishes(lifecycle
     assert verified is not None
     assert verified.variants["ModelB"].version == "v2"
     assert verified.variants["ModelB"].weight == 0.25
-    assert apigateway_ext.flushes[rest_api] == 1, "the API cache is flushed once the deployment is verified"
+    assert cache_generation(answer_cache_table) == verified.request_id, "the answer cache is invalidated"
 
 
 def test_a_change_during_a_deployment_is_deployed_after_it(lifecycle, settings):
@@ -139,8 +140,8 @@ def test_the_lambda_entry_point_reports_a_failed_deployment_without_raising(
 def test_invalid_configuration_is_refused_with_the_field_named(environment):
     with pytest.raises(ValidationError, match="SAGEMAKER_EXECUTION_ROLE_ARN"):
         Settings.from_environment({**environment, "SAGEMAKER_EXECUTION_ROLE_ARN": "not-an-arn"})
-    missing = {k: v for k, v in environment.items() if k != "REST_API_ID"}
-    with pytest.raises(ValidationError, match="REST_API_ID"):
+    missing = {k: v for k, v in environment.items() if k != answer_cache.TABLE_ENVIRONMENT}
+    with pytest.raises(ValidationError, match=answer_cache.TABLE_ENVIRONMENT):
         Settings.from_environment(missing)
 
 

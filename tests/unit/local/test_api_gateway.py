@@ -15,18 +15,19 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from local.api_gateway import CACHE_HEADER, LocalRestApi, api_spec
 from shared.config import get_config
-from stacks.inference.api import (
-    BODY_CACHE_KEY,
-    BODY_HEADER,
-    REQUEST_MODEL_NAME,
-    VARIANT_CACHE_KEY,
-    request_schema,
-)
+from stacks.inference.api import REQUEST_MODEL_NAME, VARIANT_PARAMETER, request_schema
 from tools.deploy_plan import deployment_plan
 from tools.synth import synthesize
 
 API = get_config("local").inference.api
 STAGE = API.stage_name
+# The deployed API has no stage cache (the function caches answers: shared.answer_cache); the
+# emulation of API Gateway's stage cache and its documented limits is tested on the template with
+# the body-keyed cache an API could declare (``with_body_keyed_cache``)
+BODY_HEADER = "X-Request-Body"
+BODY_CACHE_KEY = f"integration.request.header.{BODY_HEADER}"
+VARIANT_CACHE_KEY = VARIANT_PARAMETER
+CACHE_TTL_SECONDS = 300
 KEY = "local-test-key-0123456789"
 FEEDBACK = '{"predictionId": "p", "label": 1}'  # a valid feedback body (uncached route)
 KEY_ID = "k1d2e3"
@@ -41,12 +42,52 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> dict[str, Any]:
+def deployed_template(tmp_path_factory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("api-gateway") / "cdk.out"
     synthesize(out, environments=["local"])
     (stack,) = [s for s in deployment_plan(out)["local"] if s.stack_name == "ml-pipeline-inference-local"]
     loaded: dict[str, Any] = json.loads(stack.template_file.read_text())
     return loaded
+
+
+def with_body_keyed_cache(template: dict[str, Any]) -> dict[str, Any]:
+    """The template with a stage cache on POST /predict keyed on the body header and the variant."""
+    changed = copy.deepcopy(template)
+    resources = changed["Resources"]
+    (stage,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    stage["CacheClusterEnabled"] = True
+    stage["CacheClusterSize"] = "0.5"
+    stage["MethodSettings"].append(
+        {
+            "ResourcePath": "/~1predict",
+            "HttpMethod": "POST",
+            "CachingEnabled": True,
+            "CacheTtlInSeconds": CACHE_TTL_SECONDS,
+            "CacheDataEncrypted": True,
+        }
+    )
+    (predict,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGateway::Method"
+        and VARIANT_PARAMETER in r["Properties"].get("RequestParameters", {})
+    ]
+    predict["Integration"]["RequestParameters"] = {BODY_CACHE_KEY: "method.request.body"}
+    predict["Integration"]["CacheKeyParameters"] = [BODY_CACHE_KEY, VARIANT_CACHE_KEY]
+    predict["Integration"]["CacheNamespace"] = "predict"
+    return changed
+
+
+@pytest.fixture(scope="module")
+def template(deployed_template) -> dict[str, Any]:
+    return with_body_keyed_cache(deployed_template)
+
+
+def test_the_deployed_api_caches_nothing(deployed_template):
+    deployed = api_spec(deployed_template)
+    assert deployed.cache_cluster_enabled is False
+    assert not [m for m in deployed.methods if m.caching_enabled]
+    assert all("not cached" in line for line in deployed.describe())
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +183,7 @@ def test_the_spec_has_the_four_routes_each_behind_an_api_key(spec, template):
 def test_only_post_predict_is_cached_keyed_on_the_body_header_and_the_variant(spec):
     predict = spec.method("POST", "/predict")
     assert predict.caching_enabled
-    assert predict.cache_ttl_seconds == API.cache_ttl_seconds == 300
+    assert predict.cache_ttl_seconds == CACHE_TTL_SECONDS == 300
     assert set(predict.cache_key_parameters) == {BODY_CACHE_KEY, VARIANT_CACHE_KEY}
     assert predict.integration_parameters == {BODY_CACHE_KEY: "method.request.body"}
     assert [m for m in spec.methods if m.caching_enabled] == [predict]
@@ -169,7 +210,7 @@ def test_the_start_up_listing_names_each_route_its_key_and_its_cache(spec):
     assert len(lines) == 4
     (predict,) = [line for line in lines if line.startswith(f"POST /{STAGE}/predict ")]
     assert "API key required" in predict
-    assert f"cached {API.cache_ttl_seconds} s" in predict
+    assert f"cached {CACHE_TTL_SECONDS} s" in predict
     assert BODY_HEADER in predict
     assert "variant" in predict
     assert sum("not cached" in line for line in lines) == 3
@@ -431,7 +472,7 @@ def test_another_variant_or_body_is_a_miss(client, recorder, valid_body):
 
 def test_an_entry_expires_after_the_ttl(client, recorder, valid_body, clock):
     post(client, "/predict", valid_body)
-    clock.now += API.cache_ttl_seconds - 0.001
+    clock.now += CACHE_TTL_SECONDS - 0.001
     assert post(client, "/predict", valid_body).headers[CACHE_HEADER] == "hit"
     clock.now += 0.001
     assert post(client, "/predict", valid_body).headers[CACHE_HEADER] == "miss"
@@ -443,15 +484,15 @@ def test_expired_entries_are_dropped_when_a_new_answer_is_stored(
 ):
     other_body = json.dumps({"instances": [json.loads(valid_body)["features"]]})
     post(client, "/predict", valid_body)
-    clock.now += API.cache_ttl_seconds / 2
+    clock.now += CACHE_TTL_SECONDS / 2
     post(client, "/predict", valid_body, variant="ModelB")
     assert gateway.cache_stats().entries == 2
-    clock.now += API.cache_ttl_seconds / 2
+    clock.now += CACHE_TTL_SECONDS / 2
     post(client, "/predict", other_body)  # the first entry has expired, the second has not
     assert gateway.cache_stats().entries == 2
     assert post(client, "/predict", valid_body, variant="ModelB").headers[CACHE_HEADER] == "hit"
     assert post(client, "/predict", valid_body).headers[CACHE_HEADER] == "miss"
-    clock.now += API.cache_ttl_seconds
+    clock.now += CACHE_TTL_SECONDS
     post(client, "/predict", valid_body, variant="ModelA")
     assert gateway.cache_stats().entries == 1
 

@@ -7,12 +7,11 @@ import re
 
 import pytest
 
-from local.emulator import apigateway as apigateway_ext
 from mlpipe.cli import build_lifecycle, main, session_for
 from mlpipe.registry import ModelRegistry
 from mlpipe.stage import DEPLOY_FUNCTION, DIRECT, reconciler, registry_location
 from shared.outputs import InferenceOutputs
-from tests.unit.conftest import PATH
+from tests.unit.conftest import PATH, cache_generation
 
 
 def test_register_list_show_history_through_the_cli(aws, data_stack, make_artifact, capsys):
@@ -60,7 +59,9 @@ def _run(aws, capsys, *argv):
     return code, json.loads(captured.out or captured.err)
 
 
-def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_stack, rest_api, capsys):
+def test_deploy_weights_promote_rollback_status_through_the_cli(
+    aws, inference_stack, answer_cache_table, capsys
+):
     code, deployed = _run(aws, capsys, "models", "deploy", "v2", "--variant", "ModelB", "--weight", "0.2")
     assert code == 0
     assert deployed["variants"]["ModelB"]["version"] == "v2"
@@ -89,8 +90,8 @@ def test_deploy_weights_promote_rollback_status_through_the_cli(aws, inference_s
     assert code == 0
     assert {v["version"] for v in retired["variants"].values()} == {"v2"}
     assert retired["endpoint_config"] != promoted["endpoint_config"]
-    # every verified change flushed the API cache: deploy, weights, rollback, promote, retire
-    assert apigateway_ext.flushes[rest_api] == 5
+    # every verified change invalidated the answer cache: the generation is the latest request's
+    assert cache_generation(answer_cache_table) == retired["request_id"]
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_a_stage_with_the_deploy_function_is_reconciled_by_it_only(aws, inferenc
     registry = ModelRegistry(location=location, s3=aws.client("s3"), ssm=aws.client("ssm"))
     lifecycle = build_lifecycle(aws, registry, stage="local", actor="alice")
     assert lifecycle.reconciler == "deploy-function"
-    assert lifecycle.on_verified == [], "the function flushes the cache, not mlpipe"
+    assert lifecycle.on_verified == [], "the function invalidates the answer cache, not mlpipe"
     # nobody answers here: mlpipe waits for its request, then gives up with the request named
     code = main(["models", "deploy", "v2", "--weight", "0.1", "--timeout-seconds", "0"], session=aws)
     err = capsys.readouterr().err

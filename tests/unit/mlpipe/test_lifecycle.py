@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mlpipe.cache import stage_cache_flusher
+from mlpipe.cache import answer_cache_invalidator
 from mlpipe.errors import ConflictError, MissingStageError, MlpipeError, UnknownVersionError, UsageError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.state import DesiredState, Traffic, parse_weights
@@ -255,13 +255,13 @@ def test_a_deployment_that_outlives_the_wait_can_be_finished_later(aws, lifecycl
     assert lifecycle.verified() == verified
 
 
-def test_a_failed_cache_flush_is_reported_after_the_verified_state_is_recorded(aws, lifecycle, rest_api):
-    lifecycle.on_verified.append(
-        stage_cache_flusher(aws.client("apigateway"), rest_api_id=rest_api[0], stage_name="no-such-stage")
-    )
-    with pytest.raises(MlpipeError, match="verified and recorded, but flushing the API cache") as failed:
+def test_a_failed_cache_invalidation_is_reported_after_the_verified_state_is_recorded(aws, lifecycle):
+    lifecycle.on_verified.append(answer_cache_invalidator(aws.client("dynamodb"), table_name="no-such-table"))
+    with pytest.raises(
+        MlpipeError, match="verified and recorded, but invalidating the answer cache"
+    ) as failed:
         lifecycle.deploy("v2", variant="ModelB", weight=0.2)
-    assert "flush-stage-cache" in str(failed.value)
+    assert "aws dynamodb put-item --table-name no-such-table" in str(failed.value)
     verified = lifecycle.verified()
     assert verified is not None
     assert verified.variants["ModelB"].version == "v2"

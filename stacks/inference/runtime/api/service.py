@@ -1,8 +1,10 @@
 """Prediction logic behind the REST API, free of Lambda and HTTP so it is tested on its own.
 
-- ``predict``: validate rows against the champion's feature schema, invoke the endpoint (with an
-  optional ``TargetVariant``), store each prediction with its TTL, answer with ids, labels,
-  probabilities, the model version and the variant that served;
+- ``predict``: validate rows against the champion's feature schema, answer from the answer cache
+  (``answer_cache``: the same rows, variant and champion, computed since the latest verified
+  deployment) or invoke the endpoint (with an optional ``TargetVariant``), store each prediction
+  with its TTL (cached answers too: every answer has its own prediction ids to read back and
+  give feedback on), answer with ids, labels, probabilities, the model version and the variant;
 - ``enqueue``: validate, put the request on the Kinesis stream for the stream consumer, answer
   with the prediction id to read back later;
 - ``get``: one stored prediction; ``feedback``: the observed outcome next to it.
@@ -38,8 +40,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlpipe.registry import champion_schema
 from model.schema import FeatureSchema, RequestError, parse_json, rows_from_document
-from shared.predictions import PredictionRecord, Source, invoke_and_record, record_feedback, timestamp
+from shared import answer_cache as cache_names
+from shared.predictions import (
+    PredictionRecord,
+    Source,
+    expiration_time,
+    features_by_name,
+    invoke_and_record,
+    record_feedback,
+    timestamp,
+)
 from stacks.inference.runtime import telemetry
+from stacks.inference.runtime.api.answer_cache import AnswerCache, CachedAnswer, cache_key
 
 VARIANTS = ("ModelA", "ModelB")
 MAX_ROWS = 100  # also the most items one DynamoDB transaction takes
@@ -77,6 +89,9 @@ class ApiSettings(BaseModel):
     stream_name: str = Field(alias="STREAM_NAME", min_length=1)
     ttl_days: int = Field(alias="PREDICTION_TTL_DAYS", gt=0)
     version_cache_seconds: float = Field(default=30.0, alias="VERSION_CACHE_SECONDS", ge=0)
+    # the answer cache of POST /predict (absent: off, e.g. in the stream consumer)
+    answer_cache_table: str | None = Field(default=None, alias=cache_names.TABLE_ENVIRONMENT, min_length=3)
+    answer_cache_ttl_seconds: int = Field(default=300, alias=cache_names.TTL_ENVIRONMENT, ge=1)
 
 
 class PayloadTooLargeError(RequestError):
@@ -179,10 +194,12 @@ class PredictionService:
         kinesis: Any,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        answers: AnswerCache | None = None,
     ) -> None:
         self.settings = settings
         self.ssm, self.s3, self.runtime, self.table, self.kinesis = ssm, s3, runtime, table, kinesis
         self.clock, self.monotonic = clock, monotonic
+        self.answers = answers
         self._cached: tuple[float, str, FeatureSchema] | None = None
 
     # ----- the champion's schema, cached -----
@@ -203,19 +220,79 @@ class PredictionService:
         return version, schema
 
     def rows(self, body: object) -> list[object]:
+        return self._validated(body)[0]
+
+    def _validated(self, body: object) -> tuple[list[object], list[list[float]], str]:
+        """The rows, their float vectors in schema order and the champion they were validated for."""
         rows = rows_from_document(body)
         if len(rows) > MAX_ROWS:
             raise RequestError(f"at most {MAX_ROWS} rows per request, got {len(rows)}; split the request")
-        _, schema = self.schema()
-        schema.to_vectors(rows)  # raises RequestError naming row, feature and reason
-        return rows
+        version, schema = self.schema()
+        vectors = schema.to_vectors(rows)  # raises RequestError naming row, feature and reason
+        return rows, vectors, version
 
     # ----- operations -----
     def predict(self, body: object, *, variant: str | None = None, source: Source = "api") -> dict[str, Any]:
         if variant is not None and variant not in VARIANTS:
             raise RequestError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        rows = self.rows(body)
-        return self.predict_rows(rows, [str(uuid.uuid4()) for _ in rows], variant=variant, source=source)
+        rows, vectors, champion = self._validated(body)
+        prediction_ids = [str(uuid.uuid4()) for _ in rows]
+        if self.answers is None:
+            return self.predict_rows(rows, prediction_ids, variant=variant, source=source)
+        key = cache_key(vectors, variant=variant, champion=champion)
+        lookup = self.answers.lookup(key, len(rows))
+        telemetry.record_cache_lookup(hit=lookup.answer is not None)
+        if lookup.answer is not None:
+            return self._from_cache(rows, prediction_ids, lookup.answer, source=source)
+        result = self.predict_rows(rows, prediction_ids, variant=variant, source=source)
+        if lookup.generation is not None:  # unknown generation (the lookup failed): not stored
+            answer = CachedAnswer(
+                model_version=result["modelVersion"],
+                variant=result["variant"],
+                predictions=tuple((p["label"], p["probability"]) for p in result["predictions"]),
+            )
+            self.answers.store(key, answer, lookup.generation)
+        return result
+
+    def _feature_names(self, rows: list[object]) -> tuple[str, ...] | None:
+        # validated rows: objects carry exactly the schema's names; arrays take them from the schema
+        # they were validated against (cached by rows()); without one the record has no features
+        if rows and all(isinstance(row, dict) for row in rows):
+            return tuple(rows[0])  # type: ignore[arg-type]
+        return self._cached[2].names if self._cached is not None else None
+
+    def _from_cache(
+        self, rows: list[object], prediction_ids: list[str], answer: CachedAnswer, *, source: Source
+    ) -> dict[str, Any]:
+        """A cached answer under new prediction ids, stored like a computed one (no endpoint call)."""
+        at = self.clock()
+        names = self._feature_names(rows)
+        records = [
+            PredictionRecord(
+                prediction_id=prediction_id,
+                timestamp=timestamp(at),
+                model_version=answer.model_version,
+                variant=answer.variant,
+                source=source,
+                label=label,
+                probability=probability,
+                latency_ms=0.0,  # no endpoint round trip
+                expiration_time=expiration_time(at, self.settings.ttl_days),
+                features=features_by_name(row, names) if names is not None else None,
+            )
+            for prediction_id, (label, probability), row in zip(
+                prediction_ids, answer.predictions, rows, strict=True
+            )
+        ]
+        self._store([record.to_item() for record in records])
+        telemetry.record_prediction(
+            source=source,
+            variant=answer.variant,
+            model_version=answer.model_version,
+            rows=len(records),
+            latency_ms=None,
+        )
+        return _answer(records)
 
     def predict_rows(
         self,
@@ -234,13 +311,7 @@ class PredictionService:
         transaction for several.
         """
         collected = _Collected()
-        # validated rows: objects carry exactly the schema's names; arrays take them from the schema
-        # they were validated against (cached by rows()); without one the record has no features
-        feature_names: tuple[str, ...] | None
-        if rows and all(isinstance(row, dict) for row in rows):
-            feature_names = tuple(rows[0])  # type: ignore[arg-type]
-        else:
-            feature_names = self._cached[2].names if self._cached is not None else None
+        feature_names = self._feature_names(rows)
         try:
             records = invoke_and_record(
                 self.runtime,
@@ -257,18 +328,7 @@ class PredictionService:
             )
         except (ClientError, BotoCoreError, ValueError) as err:
             raise upstream_error(err, "InvokeEndpoint") from err
-        try:
-            if len(collected.items) == 1:
-                # one row (most requests): a single PutItem is atomic and costs half a transaction
-                self.table.put_item(Item=collected.items[0])
-            else:
-                self.table.meta.client.transact_write_items(
-                    TransactItems=[
-                        {"Put": {"TableName": self.table.name, "Item": item}} for item in collected.items
-                    ]
-                )
-        except (ClientError, BotoCoreError) as err:
-            raise upstream_error(err, "storing the predictions") from err
+        self._store(collected.items)
         first = records[0]
         telemetry.record_prediction(
             source=source,
@@ -277,14 +337,20 @@ class PredictionService:
             rows=len(records),
             latency_ms=first.latency_ms,
         )
-        return {
-            "modelVersion": records[0].model_version,
-            "variant": records[0].variant,
-            "predictions": [
-                {"predictionId": r.prediction_id, "label": r.label, "probability": r.probability}
-                for r in records
-            ],
-        }
+        return _answer(records)
+
+    def _store(self, items: list[dict[str, Any]]) -> None:
+        """All records of a request or none: one PutItem for one row, one transaction for several."""
+        try:
+            if len(items) == 1:
+                # one row (most requests): a single PutItem is atomic and costs half a transaction
+                self.table.put_item(Item=items[0])
+            else:
+                self.table.meta.client.transact_write_items(
+                    TransactItems=[{"Put": {"TableName": self.table.name, "Item": item}} for item in items]
+                )
+        except (ClientError, BotoCoreError) as err:
+            raise upstream_error(err, "storing the predictions") from err
 
     def enqueue(self, body: object) -> dict[str, Any]:
         rows = self.rows(body)
@@ -326,6 +392,16 @@ class PredictionService:
             raise upstream_error(err, "recording feedback") from err
 
 
+def _answer(records: list[PredictionRecord]) -> dict[str, Any]:
+    return {
+        "modelVersion": records[0].model_version,
+        "variant": records[0].variant,
+        "predictions": [
+            {"predictionId": r.prediction_id, "label": r.label, "probability": r.probability} for r in records
+        ],
+    }
+
+
 class _Collected:
     """What ``invoke_and_record`` writes (``put_item(Item=...)``), held for one transaction."""
 
@@ -340,13 +416,20 @@ def from_environment(environ: Mapping[str, str]) -> PredictionService:
     """The service as a Lambda function's environment configures it, with bounded-retry clients."""
     settings = ApiSettings.model_validate(dict(environ))
     session = boto3.session.Session()
+    dynamodb = session.resource("dynamodb", config=STORE_CLIENT_CONFIG)
+    answers = None
+    if settings.answer_cache_table is not None:
+        answers = AnswerCache(
+            dynamodb.Table(settings.answer_cache_table), ttl_seconds=settings.answer_cache_ttl_seconds
+        )
     return PredictionService(
         settings,
         ssm=session.client("ssm", config=STORE_CLIENT_CONFIG),
         s3=session.client("s3", config=STORE_CLIENT_CONFIG),
         runtime=session.client("sagemaker-runtime", config=ENDPOINT_CLIENT_CONFIG),
-        table=session.resource("dynamodb", config=STORE_CLIENT_CONFIG).Table(settings.table_name),
+        table=dynamodb.Table(settings.table_name),
         kinesis=session.client("kinesis", config=STORE_CLIENT_CONFIG),
+        answers=answers,
     )
 
 

@@ -6,7 +6,7 @@ Two EventBridge rules invoke it:
   deployment (lock, SageMaker models, endpoint config, UpdateEndpoint) and return at once;
 - ``SageMaker Endpoint State Change`` of this endpoint: finish the deployment in progress (verify
   the endpoint runs what was asked, record the verified state or the failure, release the lock,
-  flush the API's stage cache).
+  invalidate the API's answer cache).
 
 - ``Scheduled Event`` of the standby rule: retire the previous champion kept at weight 0 after a
   promotion once its rollback grace period (``lifecycle.rollback_grace_seconds``) has passed.
@@ -32,11 +32,12 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlpipe.cache import stage_cache_flusher
+from mlpipe.cache import answer_cache_invalidator
 from mlpipe.errors import ConflictError, MlpipeError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
 from mlpipe.registry import ModelRegistry
 from mlpipe.stage import DEPLOY_FUNCTION, RegistryLocation
+from shared import answer_cache
 from shared.config import get_config
 
 logger = Logger(service="ml-pipeline-deploy")
@@ -59,8 +60,7 @@ class Settings(BaseModel):
     image_uri: str = Field(alias="INFERENCE_IMAGE_URI", min_length=1)
     model_bucket: str = Field(alias="MODEL_BUCKET", min_length=3)
     parameters_path: str = Field(alias="MODEL_PARAMETERS_PATH", pattern=r"^/")
-    rest_api_id: str = Field(alias="REST_API_ID", min_length=1)
-    api_stage_name: str = Field(alias="API_STAGE_NAME", min_length=1)
+    answer_cache_table: str = Field(alias=answer_cache.TABLE_ENVIRONMENT, min_length=3)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -98,11 +98,7 @@ def build_lifecycle(settings: Settings, session: Any) -> Lifecycle:
         lock_ttl_seconds=lifecycle.lock_ttl_seconds,
         rollback_grace_seconds=lifecycle.rollback_grace_seconds,
         on_verified=[
-            stage_cache_flusher(
-                session.client("apigateway"),
-                rest_api_id=settings.rest_api_id,
-                stage_name=settings.api_stage_name,
-            )
+            answer_cache_invalidator(session.client("dynamodb"), table_name=settings.answer_cache_table)
         ],
     )
 
