@@ -5,6 +5,7 @@
     mlpipe models deploy v2 --variant ModelB --weight 0.2
     mlpipe models weights A=0.5 B=0.5 | promote | rollback | retire | status | finish | unlock
     mlpipe ab report --since 24h [--source athena|table] [--output reports/ab]
+    mlpipe dashboard [--out dashboard.html] [--hours 3]
 
 Global options (``--stage``, ``--json``, ``--poll-seconds``, ``--timeout-seconds``) are accepted
 anywhere on the line (``mlpipe models weights A=0.9 B=0.1 --json``).
@@ -35,7 +36,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from mlpipe import ab, monitor
+from mlpipe import ab, dashboard, monitor
 from mlpipe import analytics as analytics_commands
 from mlpipe.ab import SOURCES
 from mlpipe.artifact import read_artifact
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     analytics_commands.add_commands(groups)
     monitor.add_parser(groups)
+    dashboard.add_parser(groups)
     return parser
 
 
@@ -428,6 +430,7 @@ def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, 
         "batch": _batch_run,
         "analytics": analytics_commands.run,
         "monitor": monitor.drift,
+        "dashboard": dashboard.command,
     }.get(args.group)
     if group_command is not None:
         return group_command(args, session)

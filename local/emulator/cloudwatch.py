@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from local.emulator.metric_math import evaluate_expression, rule_holds
+from local.emulator.metric_math import evaluate_expression, expression_names, rule_holds
 
 GAPS = (
     "CloudWatch alarm evaluation, composite alarms and metric math (moto stores alarms, never "
@@ -573,3 +573,60 @@ def literal_alarm_references(template: dict[str, Any], *, account: str, region: 
         if section in template:
             template[section] = walk(template[section])
     return replaced
+
+
+METRIC_DATA_GAP = (
+    "CloudWatch GetMetricData: moto answers a percentile statistic (pNN) with None, which fails the whole "
+    "response, and computes no metric math; local.emulator.cloudwatch computes both (what `mlpipe dashboard` "
+    "reads)"
+)
+
+
+def _expression_series(
+    expression: str, results: Sequence[Mapping[str, Any]]
+) -> tuple[list[float], list[datetime]]:
+    """A metric-math expression over the other queries' results, one value per timestamp they share.
+
+    Only the arithmetic :func:`evaluate_expression` knows; any other expression (``SEARCH``, ...)
+    has no datapoints here.
+    """
+    by_id = {r["id"]: dict(zip(r["timestamps"], r["values"], strict=True)) for r in results}
+    try:
+        referenced = expression_names(expression) & set(by_id)
+    except ValueError:  # SEARCH(...) and the rest of metric math this parser does not know
+        return [], []
+    stamps = sorted({t for name in referenced for t in by_id[name]})
+    values, timestamps = [], []
+    for stamp in stamps:
+        names = {name: _float_or_none(by_id[name].get(stamp)) for name in referenced}
+        try:
+            value = evaluate_expression(expression, names)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return [], []
+        if value is not None:
+            values.append(value)
+            timestamps.append(stamp)
+    return values, timestamps
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def install() -> tuple[str, ...]:
+    """Percentiles and metric math in moto's ``GetMetricData`` (idempotent)."""
+    from moto.cloudwatch import models  # noqa: PLC0415 - the emulator is only loaded by the local stage
+
+    original = models.Statistics.get_statistics_for_type
+    if getattr(original, "_local_stage", False):
+        return (METRIC_DATA_GAP,)
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        if re.fullmatch(r"p(\d+(?:\.\d+)?)", stat):
+            return aggregate(self.metric_single_values_list, stat)
+        return original(self, stat)
+
+    get_statistics_for_type._local_stage = True  # type: ignore[attr-defined]
+    models.Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
+    models.parse_expression = _expression_series  # type: ignore[attr-defined,assignment]
+    return (METRIC_DATA_GAP,)

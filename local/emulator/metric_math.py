@@ -209,6 +209,17 @@ def evaluate_expression(expression: str, names: Mapping[str, float | None]) -> f
     return value(parse_expression(expression))
 
 
+def expression_names(expression: str) -> set[str]:
+    """The metric ids a metric-math expression reads (``ValueError`` for one it cannot parse)."""
+
+    def names(node: Node) -> set[str]:
+        if node[0] == "name":
+            return {str(node[1])}
+        return set().union(*(names(child) for child in node[1:] if isinstance(child, tuple)))
+
+    return names(parse_expression(expression))
+
+
 def rule_holds(rule: str, states: Mapping[str, str]) -> bool:
     """A composite alarm rule against the current states (a rule naming an unknown alarm is refused)."""
 

@@ -15,6 +15,7 @@ from moto import server as moto_server
 from local.emulator import (
     apigateway,
     cfn_properties,
+    cloudwatch,
     dispatch,
     dynamodb,
     events,
@@ -34,6 +35,7 @@ def install_all() -> tuple[str, ...]:
         *dynamodb.install(),
         *events.install(),
         *glue.install(),
+        *cloudwatch.install(),
     )
 
 

@@ -25,6 +25,7 @@ from local.emulator.cloudwatch import (
     literal_alarm_references,
     resolve,
 )
+from local.emulator.cloudwatch import install as cloudwatch_install
 from local.emulator.metric_math import evaluate_expression, rule_holds
 from shared import telemetry
 
@@ -454,3 +455,51 @@ def test_metrics_put_straight_into_cloudwatch_are_evaluated_too(account):
     assert events[-1]["detail"]["alarmName"] == "modela-drift"
     (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert json.loads(message["Body"])["NewStateValue"] == "ALARM"
+
+
+def test_get_metric_data_answers_percentiles_and_metric_math(account, monkeypatch):
+    from moto.cloudwatch import models  # noqa: PLC0415
+
+    monkeypatch.setattr(
+        models.Statistics, "get_statistics_for_type", models.Statistics.get_statistics_for_type
+    )
+    monkeypatch.setattr(models, "parse_expression", models.parse_expression)  # type: ignore[attr-defined]
+    assert cloudwatch_install() == cloudwatch_install()  # idempotent
+    cloudwatch = account[0]
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    cloudwatch.put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {"MetricName": "ModelLatency", "Dimensions": DIMS, "Value": float(v), "Timestamp": start}
+            for v in range(1, 101)
+        ]
+        + [{"MetricName": "Invocation5XXErrors", "Dimensions": DIMS, "Value": 2.0, "Timestamp": start}],
+    )
+
+    def query(query_id: str, name: str, stat: str) -> dict[str, Any]:
+        metric = {"Namespace": "AWS/SageMaker", "MetricName": name, "Dimensions": DIMS}
+        return {"Id": query_id, "MetricStat": {"Metric": metric, "Period": 300, "Stat": stat}}
+
+    answer = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            query("p99", "ModelLatency", "p99"),
+            {**query("errors", "Invocation5XXErrors", "Sum"), "ReturnData": False},
+            {"Id": "burn", "Expression": "errors / 0.001", "Period": 300},
+            {
+                "Id": "search",
+                "Expression": "SEARCH('{AWS/SageMaker} ModelLatency', 'Maximum', 300)",
+                "Period": 300,
+            },
+        ],
+        StartTime=start - timedelta(minutes=5),
+        EndTime=start + timedelta(minutes=10),
+    )
+
+    values = {r["Id"]: r["Values"] for r in answer["MetricDataResults"]}
+    assert values == {"p99": [99.0], "burn": [pytest.approx(2000.0)], "search": []}
+
+
+def test_the_metric_ids_an_expression_reads():
+    assert metric_math.expression_names("IF(m1 > 0, m2 / m1, FILL(m3, 0)) * 100") == {"m1", "m2", "m3"}
+    with pytest.raises(ValueError, match="unexpected"):
+        metric_math.expression_names("SEARCH('{MlPipeline,service} Predictions', 'Sum', 300)")
