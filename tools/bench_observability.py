@@ -7,8 +7,9 @@ Run time: one hour of predictions at 10x the expected peak (100,000/day x 10 = 4
 hour; 80 % ModelA, 20 % ModelB) written to an in-process moto predictions table, then one
 ``monitor.run`` over both variants (read through the by-model-version index, PSI + KS per
 feature, metrics and event put), timed; the model's own data set supplies rows and the baseline.
-Cost: us-east-1 list prices (below) applied to what the synthesized template holds and to the
-monitor's schedule; ``--template`` is the observability stack's template (``nox -s synth``).
+Cost: the cost model's us-east-1 price table (``tools/cost/prices-us-east-1.json``) applied to
+what the synthesized template holds and to the monitor's schedule; ``--template`` is the
+observability stack's template (``nox -s synth``).
 """
 
 from __future__ import annotations
@@ -31,19 +32,32 @@ from shared.config import CHALLENGER_VARIANT, CHAMPION_VARIANT, get_config
 from shared.predictions import PredictionRecord, timestamp
 from stacks.observability.runtime.drift.monitor import Clients, MonitorSettings, run
 from tools.bench_report import measurement_context, write_figures
+from tools.cost.model import PriceTable
 
 PEAK_ROWS_PER_HOUR = round(100_000 * 10 / 24)
-# us-east-1 list prices (USD)
-PRICES = {
-    "metric_alarm_per_metric_month": 0.10,
-    "composite_alarm_month": 0.50,
-    "dashboard_month": 3.00,
-    "custom_metric_month": 0.30,
-    "put_metric_data_per_1000": 0.01,
-    "lambda_gb_second": 0.0000166667,
-    "lambda_request": 0.0000002,
-    "dynamodb_read_request_unit": 0.25 / 1_000_000,
-}
+
+def _prices() -> dict[str, float]:
+    """The figures this bench multiplies, from the cost model's price table (its one owner)."""
+    table = PriceTable.load().prices
+    keys = {
+        "metric_alarm_per_metric_month": "cloudwatch.alarm_standard",
+        "composite_alarm_month": "cloudwatch.alarm_composite",
+        "dashboard_month": "cloudwatch.dashboard",
+        "custom_metric_month": "cloudwatch.custom_metric",
+        "put_metric_data_per_1000": "cloudwatch.api_request_1000",
+        "lambda_gb_second": "lambda.gb_second.x86_64",  # the functions are x86_64
+        "lambda_request": "lambda.request",
+        "dynamodb_read_request_unit": "dynamodb.read_request_unit",
+    }
+    prices = {}
+    for name, key in keys.items():
+        usd = table[key].usd
+        if usd is None:
+            raise ValueError(f"the price table has no figure for {key}")
+        prices[name] = usd
+    return prices
+
+
 TABLE, BUCKET, PATH = "predictions", "models", "/ml-pipeline/bench/models"
 
 
@@ -118,7 +132,7 @@ def monitor_run_seconds(rows: int) -> dict[str, Any]:
                     probability=float(rng.uniform()),
                     latency_ms=2.0,
                     expiration_time=int(now.timestamp()) + 86400,
-                    inputs=json.dumps(dict(zip(names, map(float, row), strict=True))),
+                    features=dict(zip(names, map(float, row), strict=True)),
                 )
                 writer.put_item(Item=record.to_item())
         load_seconds = time.perf_counter() - loading
@@ -149,6 +163,7 @@ def monitor_run_seconds(rows: int) -> dict[str, Any]:
 def monthly_cost(template: dict[str, Any], scored_rows: int, run_seconds: float) -> dict[str, Any]:
     resources = template["Resources"].values()
     config = get_config("prod")
+    prices = _prices()
     metric_alarm_metrics = 0
     for resource in resources:
         if resource["Type"] == "AWS::CloudWatch::Alarm":
@@ -163,14 +178,14 @@ def monthly_cost(template: dict[str, Any], scored_rows: int, run_seconds: float)
     # an item of ~1.3 KB is one 4 KB read unit per 3 items; Query reads are eventually consistent (0.5)
     read_units = scored_rows / 3 * 0.5
     items = {
-        "metric alarms": metric_alarm_metrics * PRICES["metric_alarm_per_metric_month"],
-        "composite alarms": composites * PRICES["composite_alarm_month"],
-        "dashboard": PRICES["dashboard_month"],
-        "drift metrics": custom_metrics * PRICES["custom_metric_month"],
-        "PutMetricData": runs * variants / 1000 * PRICES["put_metric_data_per_1000"],
+        "metric alarms": metric_alarm_metrics * prices["metric_alarm_per_metric_month"],
+        "composite alarms": composites * prices["composite_alarm_month"],
+        "dashboard": prices["dashboard_month"],
+        "drift metrics": custom_metrics * prices["custom_metric_month"],
+        "PutMetricData": runs * variants / 1000 * prices["put_metric_data_per_1000"],
         "monitor Lambda": runs
-        * (run_seconds * memory_gb * PRICES["lambda_gb_second"] + PRICES["lambda_request"]),
-        "monitor DynamoDB reads": runs * read_units * PRICES["dynamodb_read_request_unit"],
+        * (run_seconds * memory_gb * prices["lambda_gb_second"] + prices["lambda_request"]),
+        "monitor DynamoDB reads": runs * read_units * prices["dynamodb_read_request_unit"],
     }
     return {
         "metric_alarm_metrics": metric_alarm_metrics,
@@ -178,7 +193,7 @@ def monthly_cost(template: dict[str, Any], scored_rows: int, run_seconds: float)
         "custom_drift_metrics": custom_metrics,
         "usd_per_month": {k: round(v, 2) for k, v in items.items()},
         "total_usd_per_month": round(sum(items.values()), 2),
-        "prices": PRICES,
+        "prices": prices,
         "not_included": "the handlers' own EMF metrics (the inference and batch layers' cost), SNS "
         "deliveries (cents), Logs Insights queries (per GB scanned, when someone runs them)",
     }
