@@ -122,3 +122,30 @@ def test_a_stopped_model_server_degrades_the_variant_and_it_recovers(
         local_stage.start_model_server(version)
     send(api, rows(shifted=False, seed=4)[:20])
     wait_for_state(local_stage, degraded, "OK", 180)
+
+
+def test_the_dashboard_renders_the_stages_own_widgets_with_its_metrics(
+    target: Target, api: httpx.Client, observability: dict[str, str], tmp_path: Any, capsys: Any
+) -> None:
+    send(api, rows(shifted=False, seed=5)[:20])
+    out = tmp_path / "dashboard.html"
+    argv = ["--stage", target.name, "--json", "dashboard", "--out", str(out), "--hours", "1"]
+    deadline = time.monotonic() + 60
+    while True:  # the handlers' metrics reach CloudWatch shortly after the requests
+        assert mlpipe_main(argv, session=target.session) == 0
+        printed = capsys.readouterr().out
+        start = (
+            printed.index('{\n  "dashboard"')
+            if '{\n  "dashboard"' in printed
+            else printed.index('{"dashboard"')
+        )
+        summary, _ = json.JSONDecoder().raw_decode(printed, start)
+        if summary["series_with_data"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert summary["dashboard"] == observability[ObservabilityOutputs.DASHBOARD_NAME]
+    assert summary["widgets"] >= 20
+    assert summary["series_with_data"] > 0, summary
+    page = out.read_text()
+    assert page.count("<svg") >= summary["widgets"] - 5, "a chart per metric widget"
+    assert "Predictions per variant" in page
