@@ -36,6 +36,7 @@ from tools.cost.model import PriceTable
 
 PEAK_ROWS_PER_HOUR = round(100_000 * 10 / 24)
 
+
 def _prices() -> dict[str, float]:
     """The figures this bench multiplies, from the cost model's price table (its one owner)."""
     table = PriceTable.load().prices
