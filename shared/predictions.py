@@ -102,6 +102,37 @@ def expiration_time(moment: datetime, ttl_days: int) -> int:
     return int((moment + timedelta(days=ttl_days)).timestamp())
 
 
+def build_records(
+    rows: Sequence[object],
+    prediction_ids: Sequence[str],
+    predictions: Sequence[tuple[int, float]],
+    *,
+    model_version: str,
+    variant: str,
+    source: Source,
+    at: datetime,
+    ttl_days: int,
+    latency_ms: float,
+    feature_names: Sequence[str] | None,
+) -> list[PredictionRecord]:
+    """One record per validated row and its (label, probability), all at sort-key time ``at``."""
+    return [
+        PredictionRecord(
+            prediction_id=prediction_id,
+            timestamp=timestamp(at),
+            model_version=model_version,
+            variant=variant,
+            source=source,
+            label=label,
+            probability=probability,
+            latency_ms=latency_ms,
+            expiration_time=expiration_time(at, ttl_days),
+            features=features_by_name(row, feature_names) if feature_names is not None else None,
+        )
+        for prediction_id, (label, probability), row in zip(prediction_ids, predictions, rows, strict=True)
+    ]
+
+
 def invoke_and_record(
     runtime: Any,
     writer: Any,
@@ -147,21 +178,18 @@ def invoke_and_record(
         predictions = answer["predictions"]
         if len(predictions) != len(rows):
             raise ValueError(f"the endpoint answered {len(predictions)} rows for {len(rows)}")
-        records = [
-            PredictionRecord(
-                prediction_id=prediction_id,
-                timestamp=timestamp(at),
-                model_version=str(answer["model_version"]),
-                variant=served_by,
-                source=source,
-                label=int(prediction["label"]),
-                probability=float(prediction["probability"]),
-                latency_ms=latency_ms,
-                expiration_time=expiration_time(at, ttl_days),
-                features=features_by_name(row, feature_names) if feature_names is not None else None,
-            )
-            for prediction_id, prediction, row in zip(prediction_ids, predictions, rows, strict=True)
-        ]
+        records = build_records(
+            rows,
+            prediction_ids,
+            [(int(p["label"]), float(p["probability"])) for p in predictions],
+            model_version=str(answer["model_version"]),
+            variant=served_by,
+            source=source,
+            at=at,
+            ttl_days=ttl_days,
+            latency_ms=latency_ms,
+            feature_names=feature_names,
+        )
     except (KeyError, TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
         raise ValueError(f"the endpoint's answer does not fit the request: {err}") from None
     for record in records:

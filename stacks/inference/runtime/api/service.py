@@ -44,8 +44,7 @@ from shared import answer_cache as cache_names
 from shared.predictions import (
     PredictionRecord,
     Source,
-    expiration_time,
-    features_by_name,
+    build_records,
     invoke_and_record,
     record_feedback,
     timestamp,
@@ -265,25 +264,18 @@ class PredictionService:
         self, rows: list[object], prediction_ids: list[str], answer: CachedAnswer, *, source: Source
     ) -> dict[str, Any]:
         """A cached answer under new prediction ids, stored like a computed one (no endpoint call)."""
-        at = self.clock()
-        names = self._feature_names(rows)
-        records = [
-            PredictionRecord(
-                prediction_id=prediction_id,
-                timestamp=timestamp(at),
-                model_version=answer.model_version,
-                variant=answer.variant,
-                source=source,
-                label=label,
-                probability=probability,
-                latency_ms=0.0,  # no endpoint round trip
-                expiration_time=expiration_time(at, self.settings.ttl_days),
-                features=features_by_name(row, names) if names is not None else None,
-            )
-            for prediction_id, (label, probability), row in zip(
-                prediction_ids, answer.predictions, rows, strict=True
-            )
-        ]
+        records = build_records(
+            rows,
+            prediction_ids,
+            answer.predictions,
+            model_version=answer.model_version,
+            variant=answer.variant,
+            source=source,
+            at=self.clock(),
+            ttl_days=self.settings.ttl_days,
+            latency_ms=0.0,  # no endpoint round trip
+            feature_names=self._feature_names(rows),
+        )
         self._store([record.to_item() for record in records])
         telemetry.record_prediction(
             source=source,
