@@ -119,3 +119,42 @@ ENTRY_POINT: Final = "sagemaker_train.py"
 SOURCE_BUNDLE_NAME: Final = "sourcedir.tar.gz"
 # where the container keeps checkpoints synced to CheckpointConfig.S3Uri (spot resume)
 CHECKPOINT_LOCAL_PATH: Final = "/opt/ml/checkpoints"
+
+# ----- where a run's files live (the data bucket) -----
+# new objects under TRAINING_DATA_PREFIX start a run (S3 -> EventBridge); each run writes under its own
+# prefix, RUNS_PREFIX/{run id}/ (the splits and manifest above, then the reports and the job's outputs)
+TRAINING_DATA_PREFIX: Final = "training/data/"
+RUNS_PREFIX: Final = "training/runs/"
+VALIDATION_REPORT_NAME: Final = "validation.json"  # every check of the Validate step, passed or failed
+EVALUATION_NAME: Final = "evaluation.json"  # the gate's scores, interval and decision
+RUN_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # also a Step Functions execution name
+
+
+def run_prefix(run_id: str) -> str:
+    """``training/runs/{run id}`` (no trailing slash), the prefix every key of a run starts with."""
+    if not RUN_ID_PATTERN.match(run_id):
+        raise ValueError(f"run id {run_id!r} must be 1-63 lower-case letters, digits and '-'")
+    return f"{RUNS_PREFIX}{run_id}"
+
+
+def validation_report_key(prefix: str) -> str:
+    return f"{prefix.strip('/')}/{VALIDATION_REPORT_NAME}"
+
+
+def evaluation_key(prefix: str) -> str:
+    return f"{prefix.strip('/')}/{EVALUATION_NAME}"
+
+
+def output_prefix(prefix: str) -> str:
+    """The training job's ``OutputDataConfig.S3OutputPath`` (the model lands in ``{job}/output/model.tar.gz``)."""
+    return f"{prefix.strip('/')}/output/"
+
+
+def checkpoint_prefix(prefix: str) -> str:
+    """The training job's ``CheckpointConfig.S3Uri`` prefix (spot resume)."""
+    return f"{prefix.strip('/')}/checkpoints/"
+
+
+def model_artifact_key(prefix: str, job_name: str) -> str:
+    """Where SageMaker puts the trained model: ``<S3OutputPath>/<job name>/output/model.tar.gz``."""
+    return f"{output_prefix(prefix)}{job_name}/output/model.tar.gz"
