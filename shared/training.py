@@ -146,7 +146,7 @@ def evaluation_key(prefix: str) -> str:
 
 
 def output_prefix(prefix: str) -> str:
-    """The training job's ``OutputDataConfig.S3OutputPath`` (the model lands in ``{job}/output/model.tar.gz``)."""
+    """The job's ``OutputDataConfig.S3OutputPath`` (its model lands in ``{job}/output/model.tar.gz``)."""
     return f"{prefix.strip('/')}/output/"
 
 
