@@ -605,6 +605,87 @@ class ObservabilityConfig(_Frozen):
     drift: DriftConfig = DriftConfig()
 
 
+class TrainingGateConfig(_Frozen):
+    """The evaluation gate: absolute floors, then the candidate against the live champion.
+
+    The champion is re-scored on the run's own test split and the difference of ROC AUC
+    (candidate - champion) gets a paired bootstrap interval (the same resampled rows for both).
+    A candidate is deployed as challenger when it passes both floors, its AUC is higher than the
+    champion's, and the interval's lower bound is above ``-non_inferiority_margin`` (on ~110 test
+    rows the interval of two good models always spans 0, so "better at the 95 % level" would
+    never pass; this says "higher, and not credibly worse by more than the margin"). An equal
+    candidate is not deployed: a challenger that cannot win wastes an A/B test.
+    """
+
+    # the versions' held-out AUC is above 0.99 and recall of the malignant class above 0.93
+    min_roc_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.95
+    min_recall_malignant: Annotated[float, Field(gt=0.0, le=1.0)] = 0.90
+    non_inferiority_margin: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.01
+    bootstrap_resamples: Annotated[int, Field(ge=200, le=20_000)] = 2000
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    seed: int = 20240517
+
+
+class TrainingValidationConfig(_Frozen):
+    """The Validate step's thresholds (every failed check is reported, not the first)."""
+
+    # 569 rows is the whole breast-cancer dataset; below 200 the 20 % test split (~40 rows) cannot
+    # separate two models' AUCs
+    min_rows: Annotated[int, Field(ge=20)] = 200
+    # each class at least this share of the rows (the dataset: 37 % malignant)
+    min_class_share: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.2
+    # a value outside the champion's training [min, max] widened by this share of the range on
+    # each side counts as out of range; more than ``max_out_of_range_share`` of a feature's
+    # values out of range fails the check (a unit change, a shifted sensor)
+    range_tolerance: Annotated[float, Field(ge=0.0, le=10.0)] = 0.5
+    max_out_of_range_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
+
+
+class TrainingConfig(_Frozen):
+    """The training layer: when it runs, the SageMaker job, the gate and the challenger's rollout."""
+
+    # weekly, Sunday 03:00 UTC (after the daily batch run); drift and new data also start runs
+    schedule: Annotated[str, Field(pattern=r"^(cron|rate)\(.+\)$")] = "cron(0 3 ? * SUN *)"
+    # the scikit-learn job fits in seconds on 569 rows: the smallest general-purpose instance
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    volume_size_gb: Annotated[int, Field(ge=1, le=100)] = 10
+    # managed spot (~70 % cheaper; an interruption resumes from the checkpoint)
+    use_spot: bool = True
+    # a job that runs longer is stopped; with spot, the job may wait for capacity until
+    # max_wait_seconds (SageMaker requires max_wait >= max_runtime)
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=432_000)] = 1800
+    max_wait_seconds: Annotated[int, Field(ge=60, le=432_000)] = 3600
+    # tuning (a run's input "tune": true): jobs in all, and at once
+    tuning_max_jobs: Annotated[int, Field(ge=1, le=100)] = 6
+    tuning_max_parallel: Annotated[int, Field(ge=1, le=10)] = 2
+    # the job's hyper-parameters when a run does not tune (shared.training.HYPERPARAMETERS)
+    algorithm: Literal["logistic_regression", "gradient_boosting"] = "gradient_boosting"
+    # a promoted candidate becomes the challenger at this share of traffic
+    challenger_weight: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    # how long the run waits for the deploy function's verified state (a deployment takes
+    # minutes; SageMaker's blue/green update may take up to an hour)
+    deploy_timeout_minutes: Annotated[int, Field(ge=5, le=720)] = 90
+    # a run that takes longer is stopped; the run lock expires after this too
+    run_timeout_minutes: Annotated[int, Field(ge=30, le=2880)] = 360
+    validation: TrainingValidationConfig = TrainingValidationConfig()
+    gate: TrainingGateConfig = TrainingGateConfig()
+    # Validate and Preprocess read one CSV (a few hundred KB); Evaluate scores two models and
+    # draws the bootstrap (2,000 resamples of ~110 rows: about a second)
+    validate_function: FunctionConfig = FunctionConfig(memory_mb=1024, timeout_seconds=120)
+    preprocess_function: FunctionConfig = FunctionConfig(memory_mb=1024, timeout_seconds=120)
+    evaluate_function: FunctionConfig = FunctionConfig(memory_mb=2048, timeout_seconds=300)
+    # Starts runs (lock, run record, StartExecution) and records their outcome
+    runs_function: FunctionConfig = FunctionConfig(memory_mb=256, timeout_seconds=30)
+
+    @model_validator(mode="after")
+    def _spot_wait(self) -> TrainingConfig:
+        if self.use_spot and self.max_wait_seconds < self.max_runtime_seconds:
+            raise ValueError("max_wait_seconds must be >= max_runtime_seconds (SageMaker managed spot)")
+        if self.tuning_max_parallel > self.tuning_max_jobs:
+            raise ValueError("tuning_max_parallel must not exceed tuning_max_jobs")
+        return self
+
+
 class Tags(_Frozen):
     """Tags every taggable resource carries (applied by an aspect on the stage)."""
 
@@ -632,6 +713,7 @@ class EnvironmentConfig(_Frozen):
     slo: SloConfig = SloConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @field_validator("name")
     @classmethod
@@ -722,6 +804,11 @@ class EnvironmentConfig(_Frozen):
         challenger = self.data.initial_challenger_version
         weight = self.inference.variant(CHALLENGER_VARIANT).weight if challenger else 0.0
         return {"challenger": challenger, "challenger_weight": weight}
+
+    def drift_alarm_name(self, variant: str) -> str:
+        """A variant's drift alarm: the observability layer makes it, the training layer's rule
+        starts a run when it goes to ALARM (by name, so either layer may be deployed first)."""
+        return self.resource_name(f"{variant.lower()}-drift")
 
     def guardrail_alarm_names(self, variant: str) -> tuple[str, str]:
         """The endpoint's guardrail alarms of a variant (5XX, latency): the inference layer makes
