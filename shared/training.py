@@ -24,6 +24,7 @@ with the same regular expressions.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Final
 
@@ -158,3 +159,57 @@ def checkpoint_prefix(prefix: str) -> str:
 def model_artifact_key(prefix: str, job_name: str) -> str:
     """Where SageMaker puts the trained model: ``<S3OutputPath>/<job name>/output/model.tar.gz``."""
     return f"{output_prefix(prefix)}{job_name}/output/model.tar.gz"
+
+
+# ----- SageMaker job names (IAM scopes the state machine to the prefix) -----
+def job_name_prefix(env: str) -> str:
+    """``mlp-{env}-``: every training and tuning job of a stage starts with it."""
+    return f"mlp-{env}-"
+
+
+def training_job_name(env: str, run_id: str) -> str:
+    """The run's training job (SageMaker: <= 63 characters, letters, digits and '-')."""
+    name = f"{job_name_prefix(env)}{run_id}"
+    return name[:63].rstrip("-")
+
+
+def tuning_job_name(env: str, run_id: str) -> str:
+    """The run's tuning job (<= 32 characters; its training jobs are ``{name}-NNN-xxxxxxxx``)."""
+    return f"{job_name_prefix(env)}t{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
+
+
+# ----- the metadata table (experiments, runs, model versions, A/B configurations, the run lock) -----
+# one table, generic keys; each item kind is a key pattern, and the indexes are sparse (only the
+# items that carry the index's key attributes are in it)
+PARTITION_KEY: Final = "pk"
+SORT_KEY: Final = "sk"
+TTL_ATTRIBUTE: Final = "expiresAt"  # the run lock's expiry (epoch seconds)
+# runs of an experiment by time: run items carry experiment + startedAt
+BY_EXPERIMENT_INDEX: Final = "by-experiment"
+EXPERIMENT_ATTRIBUTE: Final = "experiment"
+STARTED_AT_ATTRIBUTE: Final = "startedAt"
+# runs by status (RUNNING, SUCCEEDED, NOT_PROMOTED, FAILED, SKIPPED) by time
+BY_STATUS_INDEX: Final = "by-status"
+STATUS_ATTRIBUTE: Final = "runStatus"
+# model version -> the run that trained it: run items that registered a version carry it
+BY_MODEL_VERSION_INDEX: Final = "by-model-version"
+MODEL_VERSION_ATTRIBUTE: Final = "modelVersion"
+RUN_ITEM_SORT: Final = "RUN"
+EXPERIMENT_ITEM_SORT: Final = "EXPERIMENT"
+MODEL_ITEM_SORT: Final = "MODEL"
+LOCK_KEY: Final = {PARTITION_KEY: "LOCK", SORT_KEY: "training-run"}
+AB_CONFIG_PARTITION: Final = "AB#config"  # sort key: {ISO time}#{request id}
+DEFAULT_EXPERIMENT: Final = "retraining"
+RUN_STATUSES: Final = ("RUNNING", "SUCCEEDED", "NOT_PROMOTED", "FAILED", "SKIPPED")
+
+
+def run_key(run_id: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"RUN#{run_id}", SORT_KEY: RUN_ITEM_SORT}
+
+
+def experiment_key(name: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"EXPERIMENT#{name}", SORT_KEY: EXPERIMENT_ITEM_SORT}
+
+
+def model_key(version: str) -> dict[str, str]:
+    return {PARTITION_KEY: f"MODEL#{version}", SORT_KEY: MODEL_ITEM_SORT}
