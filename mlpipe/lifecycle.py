@@ -276,6 +276,30 @@ class Lifecycle:
         self._say(f"request {request_id}: verified in {time.monotonic() - started:.2f} s")
         return verified
 
+    def submit(self, desired: DesiredState, *, callback_token: str) -> str:
+        """Hand ``desired`` to the stage's deploy function without waiting; return the request id.
+
+        For a caller that cannot wait minutes (the training run's ``DeployChallenger`` step, a
+        Lambda function): the lock carries ``callback_token`` and the deploy function completes
+        it (Step Functions' SendTaskSuccess/SendTaskFailure) when the request is verified or fails.
+        Only where the deploy function reconciles: nothing else would complete the token.
+        """
+        if self.reconciler != DEPLOY_FUNCTION:
+            raise UsageError(
+                "a request with a callback needs the stage's deploy function (the direct path would "
+                "leave the caller waiting for nobody)"
+            )
+        self._check_registered(desired)
+        request_id = uuid.uuid4().hex[:12]
+        self._acquire_lock(request_id, desired=desired, awaiting_function=True, callback_token=callback_token)
+        try:
+            self.set_desired(desired, announce=True)
+        except (MlpipeError, ClientError):
+            self.release_lock(request_id)
+            raise
+        self._say(f"request {request_id}: desired state written; the stage's deploy function reconciles it")
+        return request_id
+
     def wait_for_request(self, request_id: str) -> VerifiedState:
         """Wait for the deploy function's verified outcome of ``request_id`` (its ``last-request``)."""
         waited, said = 0.0, ""
@@ -349,18 +373,22 @@ class Lifecycle:
             and holder.desired is not None
             and not self._expired(holder)
         ):
-            return self._start(holder.request_id, holder.desired)
+            return self._start(holder.request_id, holder.desired, callback_token=holder.callback_token)
         request_id = uuid.uuid4().hex[:12]
         self._acquire_lock(request_id)
         return self._start(request_id, None)
 
-    def _start(self, request_id: str, desired: DesiredState | None) -> PendingDeployment:
+    def _start(
+        self, request_id: str, desired: DesiredState | None, *, callback_token: str | None = None
+    ) -> PendingDeployment:
         """With the lock held for ``request_id``: deploy ``desired`` (None: the desired parameters)."""
         try:
             desired = desired or self.desired()
             self._record_request(request_id, "in-progress", desired)
             records = {name: self.registry.get(t.version) for name, t in desired.variants().items()}
             pending = self._begin(desired, records, request_id)
+            if callback_token is not None:
+                pending = pending.model_copy(update={"callback_token": callback_token})
             self.ssm.put_parameter(
                 Name=self.location.parameters.deploy_lock,
                 Value=pending.model_dump_json(),
@@ -619,9 +647,16 @@ class Lifecycle:
         )
 
     def _acquire_lock(
-        self, request_id: str, *, desired: DesiredState | None = None, awaiting_function: bool = False
+        self,
+        request_id: str,
+        *,
+        desired: DesiredState | None = None,
+        awaiting_function: bool = False,
+        callback_token: str | None = None,
     ) -> None:
-        holder = self._lock_content(request_id, awaiting_function=awaiting_function, desired=desired)
+        holder = self._lock_content(
+            request_id, awaiting_function=awaiting_function, desired=desired, callback_token=callback_token
+        )
         for _attempt in range(2):
             try:
                 self.ssm.put_parameter(

@@ -122,6 +122,7 @@ class PendingDeployment(_Frozen):
     ``expires_at``: a lock past it belongs to a holder that died (taken over by the next request).
     ``awaiting_function``: ``mlpipe`` wrote ``desired`` for the stage's deploy function and waits
     for it; the function adopts the request (same id) instead of starting one of its own.
+    ``callback_token``: the request was submitted by a state machine that waits for its outcome.
     """
 
     request_id: str
@@ -133,6 +134,9 @@ class PendingDeployment(_Frozen):
     endpoint_config: str | None = None  # the config the endpoint must run when it is done
     models: dict[str, str] = {}
     weights_only: bool = False
+    # a Step Functions task token (the training run's DeployChallenger step): the deploy function
+    # completes it with the request's verified state or its failure
+    callback_token: str | None = None
 
 
 class LastRequest(_Frozen):

@@ -100,3 +100,17 @@ class ObservabilityOutputs:
     @staticmethod
     def drift_alarm(variant: str) -> str:
         return f"{variant}DriftAlarmName"
+
+
+class TrainingOutputs:
+    """The training stack's outputs (``mlpipe train``, ``mlpipe experiments``, the local stage)."""
+
+    STATE_MACHINE_ARN: Final = "TrainingStateMachineArn"
+    METADATA_TABLE_NAME: Final = "TrainingMetadataTableName"
+    RUNS_FUNCTION_NAME: Final = "TrainingRunsFunctionName"
+    NOTIFICATION_TOPIC_ARN: Final = "TrainingNotificationTopicArn"
+    SCHEDULE_RULE_NAME: Final = "TrainingScheduleRuleName"
+    TRAINING_ROLE_ARN: Final = "TrainingJobRoleArn"
+    SOURCE_BUNDLE_URI: Final = "TrainingSourceBundleUri"
+    DATA_BUCKET_NAME: Final = "TrainingDataBucketName"
+    DATA_PREFIX: Final = "TrainingDataPrefix"

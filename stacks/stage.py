@@ -13,6 +13,7 @@ from stacks.data.stack import DataStack
 from stacks.inference.stack import InferenceStack
 from stacks.network.stack import NetworkStack
 from stacks.observability.stack import ObservabilityStack
+from stacks.training.stack import TrainingStack
 
 
 class MlPipelineStage(cdk.Stage):
@@ -71,6 +72,19 @@ class MlPipelineStage(cdk.Stage):
         )
         # the batch run starts this layer's crawler (by its shared name): deploy it after batch
         self.analytics.add_dependency(self.batch, "the batch run starts the analytics layer's crawler")
+        self.training = TrainingStack(
+            self,
+            "Training",
+            config=config,
+            network=self.network,
+            data=self.data,
+            inference=self.inference,
+            stack_name=config.stack_name("training"),
+            description=f"ml-pipeline {config.name}: the training run (validate, preprocess, spot "
+            f"training or tuning, evaluation gate, challenger), its triggers and the metadata table",
+        )
+        # a promoted candidate is deployed through the inference layer's deploy function
+        self.training.add_dependency(self.inference, "runs deploy challengers through the deploy function")
         # deployed last: it reads every layer, and no lower layer reaches up to it
         self.observability = ObservabilityStack(
             self,
@@ -84,8 +98,17 @@ class MlPipelineStage(cdk.Stage):
         )
         self.observability.add_dependency(self.batch, "the dashboard and alarms read the batch layer")
         self.observability.add_dependency(self.analytics, "deployed last: it watches every layer")
+        self.observability.add_dependency(self.training, "deployed last: it watches every layer")
         cdk.Aspects.of(self).add(RequiredTags(config.tag_map))
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.network, self.data, self.inference, self.batch, self.analytics, self.observability]
+        return [
+            self.network,
+            self.data,
+            self.inference,
+            self.batch,
+            self.analytics,
+            self.training,
+            self.observability,
+        ]

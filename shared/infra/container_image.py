@@ -11,23 +11,31 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
-from shared.infra.python_function import ROOT, locked_requirements, python_sources
+from shared.infra.python_function import DEPENDENCY_GROUP, ROOT, locked_requirements, python_sources
 
 IMAGES_DIR = ROOT / "build" / "images"
 
 
 def stage_context(
-    name: str, *, dockerfile: Path, sources: Iterable[str], images_dir: Path = IMAGES_DIR
+    name: str,
+    *,
+    dockerfile: Path,
+    sources: Iterable[str],
+    images_dir: Path = IMAGES_DIR,
+    groups: Sequence[str] = (DEPENDENCY_GROUP,),
 ) -> Path:
-    """Write the build context of image ``name`` (once per content) and return its directory."""
+    """Write the build context of image ``name`` (once per content) and return its directory.
+
+    ``groups``: the locked dependency groups its ``requirements.txt`` holds (``runtime`` alone by
+    default)."""
     files = python_sources(sources)
-    requirements = locked_requirements(hashes=True)
+    requirements = locked_requirements(groups, hashes=True)
     digest = hashlib.sha256(dockerfile.read_bytes() + b"\0" + requirements.encode())
     for relative, source in sorted(files.items()):
         digest.update(relative.encode() + b"\0" + source.read_bytes() + b"\0")

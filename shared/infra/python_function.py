@@ -70,12 +70,16 @@ def _uv() -> str:
     return uv
 
 
-def locked_requirements(group: str = DEPENDENCY_GROUP, *, hashes: bool = False) -> str:
-    """The pinned requirements of a dependency group, as ``uv.lock`` resolves them.
+def locked_requirements(group: str | Sequence[str] = DEPENDENCY_GROUP, *, hashes: bool = False) -> str:
+    """The pinned requirements of a dependency group (or of several, together), as ``uv.lock``
+    resolves them.
 
     With ``hashes`` every requirement carries its artifacts' sha256 (for ``pip --require-hashes``).
     """
-    args = [_uv(), "export", "--frozen", "--no-default-groups", "--group", group, "--no-emit-project"]
+    groups = [group] if isinstance(group, str) else list(group)
+    args = [_uv(), "export", "--frozen", "--no-default-groups", "--no-emit-project"]
+    for name in groups:
+        args += ["--group", name]
     args += ["--no-header", "--no-annotate"] + ([] if hashes else ["--no-hashes"])
     return _run(args, cwd=ROOT)
 
@@ -229,7 +233,10 @@ class HardenedFunction(Construct):
         layers: Sequence[lambda_.ILayerVersion] = (),
         vpc: ec2.IVpc | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] = (),
+        image: bool = False,
     ) -> None:
+        """``image``: ``code`` is a container image (``lambda_.Code.from_asset_image`` with the
+        handler as its command); ``handler`` then only names it for the local stage and readers."""
         super().__init__(scope, construct_id)
         function_name = config.resource_name(name)
         self.log_group = EncryptedLogGroup(
@@ -259,11 +266,11 @@ class HardenedFunction(Construct):
             "Function",
             function_name=function_name,
             description=description,
-            runtime=RUNTIME,
+            runtime=lambda_.Runtime.FROM_IMAGE if image else RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             code=code,
-            handler=handler,
-            layers=list(layers),
+            handler=lambda_.Handler.FROM_IMAGE if image else handler,
+            layers=list(layers) or None,
             memory_size=sizing.memory_mb,
             timeout=cdk.Duration.seconds(sizing.timeout_seconds),
             reserved_concurrent_executions=sizing.reserved_concurrency,
@@ -283,12 +290,13 @@ class HardenedFunction(Construct):
                 **environment,
             },
         )
-        acknowledge(
-            self.function,
-            nag=["AwsSolutions-L1"],
-            reason="The project pins Python 3.11 for every function (the runtime its code, wheels and "
-            "type checks target); the runtime is upgraded for all functions together, deliberately.",
-        )
+        if not image:
+            acknowledge(
+                self.function,
+                nag=["AwsSolutions-L1"],
+                reason="The project pins Python 3.11 for every function (the runtime its code, wheels and "
+                "type checks target); the runtime is upgraded for all functions together, deliberately.",
+            )
         # X-Ray's PutTraceSegments/PutTelemetryRecords have no resource-level permissions.
         self.role.add_to_policy(
             iam.PolicyStatement(

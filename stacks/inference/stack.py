@@ -235,6 +235,12 @@ class InferenceStack(cdk.Stack):
     def _grant_deploy(self, config: EnvironmentConfig, data: DataStack) -> None:
         role = self.deploy_function.role
         registry = data.model_registry
+        # completes the task token of a training run waiting for its challenger's deployment
+        # (mlpipe.state.PendingDeployment.callback_token); these actions have no resource-level
+        # permissions: a token is only valid for the execution that issued it
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=["*"])
+        )
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=[
@@ -307,6 +313,11 @@ class InferenceStack(cdk.Stack):
         endpoint = self.endpoint.endpoint_name
         self.deploy_function.acknowledge_wildcards(
             {
+                "Resource::*": "X-Ray PutTraceSegments/PutTelemetryRecords, EC2 Describe* and Step "
+                "Functions' "
+                "SendTaskSuccess/SendTaskFailure (the training run's task token) support no resource-level "
+                "permissions (AWS service authorization reference); a task token is only valid for the "
+                "execution that issued it.",
                 f"Resource::arn:*:ssm:*:parameter{config.model_parameters_path}/*": "The model registry's "
                 "parameters: desired and verified state, the deploy lock and one metadata parameter per "
                 "registered version (created at run time, so named by the path prefix).",

@@ -22,6 +22,7 @@ requests made during a deployment are not lost. The adapter is thin: the logic i
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlpipe.cache import answer_cache_invalidator
@@ -166,13 +168,64 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, str]:
     except ValidationError as err:
         logger.error("invalid function configuration", extra={"errors": err.errors(include_input=False)})
         raise
-    lifecycle = build_lifecycle(settings, boto3.session.Session())
+    session = boto3.session.Session()
+    lifecycle = build_lifecycle(settings, session)
+    callback = Callback.of(lifecycle, session)
     try:
         outcome = route(event, settings, lifecycle)
     except MlpipeError as err:
         # recorded in last-request by mlpipe; the verified state is unchanged. Logged, not retried:
         # a retry would repeat a refused or rolled-back deployment.
         logger.error("deployment failed", extra={"reason": str(err)})
+        callback.failed(str(err))
         return Outcome("failed", str(err)).as_dict()
+    if outcome.action == "finished":
+        callback.verified(lifecycle)
     logger.info("deploy function", extra=outcome.as_dict())
     return outcome.as_dict()
+
+
+@dataclass
+class Callback:
+    """The Step Functions task waiting for the deployment in progress (``PendingDeployment.callback_token``).
+
+    Read before the event is handled (finishing releases the lock that carries it); completed
+    once the request is verified (SendTaskSuccess with the verified state) or has failed
+    (SendTaskFailure with mlpipe's reason). A token Step Functions no longer knows (the run timed
+    out or was stopped) is logged, not raised: the deployment itself is unaffected.
+    """
+
+    states: Any
+    request_id: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def of(cls, lifecycle: Lifecycle, session: Any) -> Callback:
+        pending = lifecycle.pending()
+        callback = cls(states=session.client("stepfunctions"))
+        if pending is not None and pending.callback_token:
+            callback.request_id, callback.token = pending.request_id, pending.callback_token
+        return callback
+
+    def verified(self, lifecycle: Lifecycle) -> None:
+        verified = lifecycle.verified()
+        if self.token is None or verified is None or verified.request_id != self.request_id:
+            return
+        self._send(
+            "send_task_success",
+            output=json.dumps({"request_id": self.request_id, "verified": verified.model_dump(mode="json")}),
+        )
+
+    def failed(self, reason: str) -> None:
+        if self.token is None:
+            return
+        self._send("send_task_failure", error="DeploymentFailed", cause=reason[:32_000])
+
+    def _send(self, method: str, **kwargs: str) -> None:
+        try:
+            getattr(self.states, method)(taskToken=self.token, **kwargs)
+        except ClientError as err:
+            logger.warning(
+                "the waiting run no longer accepts the outcome",
+                extra={"request_id": self.request_id, "error": err.response["Error"]["Code"]},
+            )
