@@ -42,6 +42,7 @@ def test_one_stage_per_environment_with_stacks_in_dependency_order(plan):
             f"ml-pipeline-data-{env}",
             f"ml-pipeline-inference-{env}",
             f"ml-pipeline-batch-{env}",
+            f"ml-pipeline-training-{env}",
             f"ml-pipeline-analytics-{env}",
             f"ml-pipeline-observability-{env}",
         ]
@@ -59,6 +60,7 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
         "ml-pipeline-data-local",
         "ml-pipeline-inference-local",
         "ml-pipeline-batch-local",
+        "ml-pipeline-training-local",
         "ml-pipeline-analytics-local",
         "ml-pipeline-observability-local",
     ]
@@ -69,7 +71,9 @@ def test_synth_command_writes_the_deploy_plan_ci_reads(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("env", ENVS)
-@pytest.mark.parametrize("layer", ["network", "data", "inference", "batch", "analytics", "observability"])
+@pytest.mark.parametrize(
+    "layer", ["network", "data", "inference", "batch", "analytics", "training", "observability"]
+)
 def test_every_taggable_resource_carries_the_required_tags(env, layer, template_json):
     resources = template_json(env, layer)["Resources"]
     expected = ENVIRONMENTS[env].tag_map
@@ -93,6 +97,7 @@ def test_ci_deploys_each_stack_alone_in_plan_order(cdk_out):
         "prod/Data",
         "prod/Inference",
         "prod/Batch",
+        "prod/Training",
         "prod/Analytics",
         "prod/Observability",
     ]

@@ -194,6 +194,37 @@ class UsageProfile(_Frozen):
             "share, score drift, sample count, accuracy",
             custom_metrics=70,
         ),
+        # the training layer: training_runs_per_month (4: the weekly schedule) = 0.13 runs a day
+        FunctionUsage(
+            match="-training-runs-",
+            invocations_per_day=0.27,
+            billed_ms=500,
+            why="a start and a finish per run: a few DynamoDB writes and StartExecution",
+        ),
+        FunctionUsage(
+            match="-training-validate-",
+            invocations_per_day=0.13,
+            billed_ms=5_000,
+            why="one per run: reads a ~0.2 MB CSV and the champion's baseline (container image, cold start)",
+        ),
+        FunctionUsage(
+            match="-training-preprocess-",
+            invocations_per_day=0.13,
+            billed_ms=5_000,
+            why="one per run: the split and four S3 writes (container image, cold start)",
+        ),
+        FunctionUsage(
+            match="-training-evaluate-",
+            invocations_per_day=0.13,
+            billed_ms=15_000,
+            why="one per run: loads two models, scores the test split and 2,000 bootstrap resamples",
+        ),
+        FunctionUsage(
+            match="-training-register-",
+            invocations_per_day=0.13,
+            billed_ms=3_000,
+            why="register and request the challenger, for a promoted candidate (at most once per run)",
+        ),
     )
     deploy_time_function_ids: tuple[str, ...] = Field(
         ("CustomResourceProvider", "BucketNotificationsHandler", "LogRetention", "AWS679f53fac"),

@@ -30,6 +30,11 @@ BATCH = "ml-pipeline-batch-local"
 SCHEDULE_RULE = "ml-pipeline-batch-schedule-local-us-east-1"
 INPUT_RULE = "ml-pipeline-batch-input-created-local-us-east-1"
 OBSERVABILITY = "ml-pipeline-observability-local"
+TRAINING = "ml-pipeline-training-local"
+TRAINING_SCHEDULE_RULE = "ml-pipeline-training-schedule-local-us-east-1"
+TRAINING_DRIFT_RULE = "ml-pipeline-training-drift-local-us-east-1"
+TRAINING_DATA_RULE = "ml-pipeline-training-data-created-local-us-east-1"
+TRAINING_RUNS_FUNCTION = "ml-pipeline-training-runs-local-us-east-1"
 DRIFT_RULE = "ml-pipeline-drift-monitor-local-us-east-1"
 JOB_FAILED_RULE = "ml-pipeline-batch-job-failed-local-us-east-1"
 DESIRED_RULE = "ml-pipeline-desired-state-changed-local-us-east-1"
@@ -201,7 +206,7 @@ def test_the_batch_rules_are_read_from_the_synthesized_template(templates):
 
 def test_the_inference_rules_are_read_from_the_synthesized_template(templates):
     rules = {r.name: r for r in event_rules(templates)}
-    assert {r.stack_name for r in rules.values()} == {INFERENCE, BATCH, OBSERVABILITY}
+    assert {r.stack_name for r in rules.values()} == {INFERENCE, BATCH, TRAINING, OBSERVABILITY}
     rules = {name: rule for name, rule in rules.items() if rule.stack_name == INFERENCE}
     assert set(rules) == {DESIRED_RULE, ENDPOINT_RULE, STANDBY_RULE}
     desired, endpoint, standby = rules[DESIRED_RULE], rules[ENDPOINT_RULE], rules[STANDBY_RULE]
@@ -755,10 +760,16 @@ def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatche
     assert all("not invoked" in line for line in (lines[7], lines[9]))
     # the observability layer's rules: the drift monitor's schedule runs on the clock like the
     # standby check; the Batch job-failed rule's SNS target is not invoked locally
-    assert lines[10].startswith(f"rule {DRIFT_RULE}: schedule rate(1 hour): runs every 3600 s")
-    assert lines[12].startswith(f"rule {JOB_FAILED_RULE}: ")
-    assert "not invoked" in lines[13]
-    assert len(lines) == 14
+    drift = next(i for i, line in enumerate(lines) if line.startswith(f"rule {DRIFT_RULE}: "))
+    assert lines[drift].startswith(f"rule {DRIFT_RULE}: schedule rate(1 hour): runs every 3600 s")
+    job_failed = next(i for i, line in enumerate(lines) if line.startswith(f"rule {JOB_FAILED_RULE}: "))
+    assert "not invoked" in lines[job_failed + 1]
+    # the training layer's three triggers, each to the runs function (which owns the run lock)
+    runs_target = f"  -> function {TRAINING_RUNS_FUNCTION} ["
+    for rule in (TRAINING_SCHEDULE_RULE, TRAINING_DRIFT_RULE, TRAINING_DATA_RULE):
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"rule {rule}: "))
+        assert lines[index + 1].startswith(runs_target)
+    assert len(lines) == 20
 
 
 def fake_ssm():
