@@ -153,7 +153,7 @@ class Registrar:
             )
         )
         logger.info(
-            "registered", extra={"version": record.version, "created": created, "run_id": request.run_id}
+            "registered", extra={"version": record.version, "new_version": created, "run_id": request.run_id}
         )
         return {"version": record.version, "sha256": record.sha256, "created": created}
 

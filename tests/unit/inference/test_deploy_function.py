@@ -259,3 +259,88 @@ def test_a_scheduled_event_retires_an_expired_standby_and_nothing_else(operator,
     verified = function.verified()
     assert verified is not None
     assert {v.version for v in verified.variants.values()} == {"v2"}
+
+
+class _States:
+    """Step Functions' task-token calls, recorded (the waiting training run)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+
+    def send_task_success(self, **kwargs: str) -> None:
+        self.calls.append(("success", kwargs))
+
+    def send_task_failure(self, **kwargs: str) -> None:
+        self.calls.append(("failure", kwargs))
+
+
+class _Session:
+    def __init__(self, session, states: _States) -> None:
+        self._session, self._states = session, states
+
+    def client(self, name: str):
+        return self._states if name == "stepfunctions" else self._session.client(name)
+
+
+@pytest.fixture
+def entry_point(aws, stage, environment, monkeypatch, lambda_context):
+    """The Lambda entry point with Step Functions recorded: handle(event) -> outcome."""
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    states = _States()
+    monkeypatch.setattr(
+        "stacks.inference.runtime.deploy.handler.boto3.session.Session", lambda: _Session(aws, states)
+    )
+
+    def handle(event: EventBridgeEvent) -> dict[str, str]:
+        return handler(event.raw_event, lambda_context)
+
+    handle.states = states  # type: ignore[attr-defined]
+    return handle
+
+
+def test_a_submitted_request_s_task_token_is_completed_with_its_verified_state(operator, entry_point):
+    desired = DesiredState(champion="v1", traffic=Traffic(challenger="v2", challenger_weight=0.2))
+    request_id = operator.submit(desired, callback_token="token-1")
+    pending = operator.pending()
+    assert pending is not None
+    assert (pending.request_id, pending.callback_token, pending.awaiting_function) == (
+        request_id,
+        "token-1",
+        True,
+    )
+    assert entry_point(parameter_change(f"{PATH}/traffic"))["action"] == "started"
+    adopted = operator.pending()
+    assert adopted is not None
+    assert (adopted.request_id, adopted.callback_token) == (request_id, "token-1"), (
+        "the token survives the start"
+    )
+    assert entry_point(endpoint_change(ENDPOINT, "UPDATING"))["action"] == "waiting"
+    assert entry_point.states.calls == [], "nothing is sent while the endpoint updates"
+    assert entry_point(endpoint_change(ENDPOINT))["action"] == "finished"
+    ((kind, call),) = entry_point.states.calls
+    assert kind == "success"
+    assert call["taskToken"] == "token-1"
+    output = json.loads(call["output"])
+    assert output["request_id"] == request_id
+    assert output["verified"]["variants"]["ModelB"]["version"] == "v2"
+
+
+def test_a_submitted_request_that_fails_fails_its_task(operator, entry_point, aws):
+    desired = DesiredState(champion="v1", traffic=Traffic(challenger="v2", challenger_weight=0.2))
+    operator.submit(desired, callback_token="token-2")
+    aws.client("sagemaker").delete_endpoint(EndpointName=ENDPOINT)  # the deployment cannot start
+    assert entry_point(parameter_change(f"{PATH}/traffic"))["action"] == "failed"
+    ((kind, call),) = entry_point.states.calls
+    assert kind == "failure"
+    assert call["taskToken"] == "token-2"
+    assert call["error"] == "DeploymentFailed"
+    assert ENDPOINT in call["cause"]
+
+
+def test_submit_needs_the_deploy_function(lifecycle):
+    direct = Lifecycle(**{**lifecycle.__dict__, "reconciler": "direct", "on_verified": []})
+    desired = DesiredState(champion="v1", traffic=Traffic(challenger="v2", challenger_weight=0.2))
+    with pytest.raises(MlpipeError, match="needs the stage's deploy function"):
+        direct.submit(desired, callback_token="token")
+    assert direct.pending() is None
