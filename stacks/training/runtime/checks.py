@@ -98,14 +98,7 @@ def validate_data(
     try:
         table = read_table(body)
     except TableError as err:
-        reason = f"not checked: {err}"
-        return Report(
-            rows=0,
-            checks=(
-                CheckResult(HEADER, False, str(err)),
-                *(CheckResult(name, False, reason) for name in CHECKS[1:]),
-            ),
-        )
+        return unreadable(str(err))
     columns = _columns(table.header)
     ranges = reference_ranges(baseline, feature_names, thresholds.range_tolerance)
     labels = _labels(table, columns)
@@ -125,6 +118,17 @@ def validate_data(
                 thresholds=thresholds,
                 champion=champion,
             ),
+        ),
+    )
+
+
+def unreadable(problem: str) -> Report:
+    """The report of a file that cannot be read as a table: ``header`` fails, the rest are not checked."""
+    return Report(
+        rows=0,
+        checks=(
+            CheckResult(HEADER, False, problem),
+            *(CheckResult(name, False, f"not checked: {problem}") for name in CHECKS[1:]),
         ),
     )
 

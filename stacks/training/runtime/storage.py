@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stacks.training.runtime.errors import TrainingError
+from stacks.training.runtime.errors import TrainingDataNotFoundError, TrainingError
+from stacks.training.runtime.table import MAX_DATA_BYTES
 
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+CHUNK_BYTES = 1024 * 1024
 
 
 def sha256(body: bytes) -> str:
@@ -43,6 +46,36 @@ def read_object(s3: Any, bucket: str, key: str, missing: type[TrainingError], wh
     return body
 
 
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes | None  # None: larger than the limit, only hashed (in chunks, never held whole)
+    sha256: str
+    size: int
+    limit: int  # the bytes read at most
+
+
+def fetch(
+    s3: Any, bucket: str, key: str, *, missing: type[TrainingError], what: str, max_bytes: int
+) -> Fetched:
+    """The object's bytes and sha256, or only its sha256 and size when it is over ``max_bytes``."""
+    answer = get_object(s3, bucket, key, missing=missing, what=what)
+    size = int(answer["ContentLength"])
+    if size <= max_bytes:
+        body: bytes = answer["Body"].read()
+        return Fetched(body=body, sha256=sha256(body), size=len(body), limit=max_bytes)
+    digest = hashlib.sha256()
+    for chunk in answer["Body"].iter_chunks(CHUNK_BYTES):
+        digest.update(chunk)
+    return Fetched(body=None, sha256=digest.hexdigest(), size=size, limit=max_bytes)
+
+
+def fetch_data(s3: Any, bucket: str, key: str) -> Fetched:
+    """A run's data file (``TrainingDataNotFoundError`` when missing; not read over ``MAX_DATA_BYTES``)."""
+    return fetch(
+        s3, bucket, key, missing=TrainingDataNotFoundError, what="the training data", max_bytes=MAX_DATA_BYTES
+    )
+
+
 def download(
     s3: Any,
     bucket: str,
@@ -56,7 +89,7 @@ def download(
     """The object streamed into the file ``target``; a missing one raises ``missing``."""
     answer = get_object(s3, bucket, key, missing=missing, what=what, version_id=version_id)
     with target.open("wb") as file:
-        for chunk in answer["Body"].iter_chunks(1024 * 1024):
+        for chunk in answer["Body"].iter_chunks(CHUNK_BYTES):
             file.write(chunk)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,19 +149,23 @@ def write_archive(tmp_path: Path, name: str, body: bytes) -> Path:
 
 
 @pytest.fixture
-def registered(buckets, archives: Archives, tmp_path) -> ModelRegistry:
-    """v1, v2 (the real versions), v3 (weak) and v4 (fair) registered with the registry's code; v2 active."""
+def registered(buckets, archives: Archives, tmp_path) -> Callable[[str], None]:
+    """v2 (the real version) registered with the registry's own code and active.
+
+    Returns ``champion(version)``, which registers v3 (weak) or v4 (fair) and makes it the champion.
+    """
     location = RegistryLocation(stage="local", model_bucket=BUCKET, parameters_path=PATH)
     registry = ModelRegistry(location=location, s3=buckets, ssm=clients.ssm_client())
-    for version, body in (
-        ("v1", archives.real("v1")),
-        ("v2", archives.real("v2")),
-        ("v3", archives.weak),
-        ("v4", archives.fair),
-    ):
-        registry.register(read_artifact(write_archive(tmp_path, version, body)), version, actor="ci")
-    activate("v2")
-    return registry
+    bodies = {"v2": archives.real("v2"), "v3": archives.weak, "v4": archives.fair}
+
+    def champion(version: str) -> None:
+        registry.register(
+            read_artifact(write_archive(tmp_path, version, bodies[version])), version, actor="ci"
+        )
+        activate(version)
+
+    champion("v2")
+    return champion
 
 
 def tar_gz(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

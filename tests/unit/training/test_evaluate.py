@@ -21,7 +21,7 @@ from stacks.training.runtime.errors import (
 )
 from stacks.training.runtime.handlers import evaluate, preprocess
 from tests.unit.conftest import PATH
-from tests.unit.training.conftest import DATA, DATA_KEY, JOB, RUN_ID, activate, tar_gz
+from tests.unit.training.conftest import DATA, DATA_KEY, JOB, RUN_ID, tar_gz
 
 PREFIX = run_prefix(RUN_ID)
 ARTIFACT = f"s3://{DATA}/{model_artifact_key(PREFIX, JOB)}"
@@ -34,8 +34,9 @@ def event(**overrides):
 
 @pytest.fixture
 def run_split(registered, lambda_context):
-    """The run's splits and manifest, written by Preprocess."""
+    """The run's splits and manifest, written by Preprocess; returns ``champion(version)``."""
     preprocess.handler({"run_id": RUN_ID, "bucket": DATA, "data_key": DATA_KEY}, lambda_context)
+    return registered
 
 
 def gate_candidate(lambda_context, body: bytes):
@@ -53,7 +54,7 @@ def plain_json(value) -> bool:
 
 
 def test_a_better_candidate_is_promoted_and_the_evaluation_is_written(run_split, archives, lambda_context):
-    activate("v4")  # the fair model (30 stumps, ROC AUC 0.985) is the champion; the real v2 the candidate
+    run_split("v4")  # the fair model (30 stumps, ROC AUC 0.985) is the champion; the real v2 the candidate
 
     output = gate_candidate(lambda_context, archives.real("v2"))
 
@@ -120,7 +121,7 @@ def test_the_champions_own_archive_is_equal_and_not_promoted(run_split, archives
 def test_a_higher_candidate_whose_interval_reaches_below_the_margin_is_not_promoted(
     run_split, archives, lambda_context
 ):
-    activate("v3")  # the weak model (ROC AUC 0.9901) is the champion: v2 is higher by 0.003 only
+    run_split("v3")  # the weak model (ROC AUC 0.9901) is the champion: v2 is higher by 0.003 only
 
     output = gate_candidate(lambda_context, archives.real("v2"))
 

@@ -10,7 +10,7 @@ import pytest
 
 from model import data
 from shared.training import SPLITS, channel_prefix, manifest_key, run_prefix, split_key
-from stacks.training.runtime import clients
+from stacks.training.runtime import clients, storage
 from stacks.training.runtime.errors import (
     InvalidRunInputError,
     InvalidTrainingDataError,
@@ -156,6 +156,13 @@ def test_a_class_too_small_to_stratify_is_refused(champion_files, lambda_context
     )
 
     with pytest.raises(InvalidTrainingDataError, match="cannot be split"):
+        preprocess.handler(event(), lambda_context)
+
+
+def test_a_file_over_the_size_limit_is_refused(champion_files, lambda_context, monkeypatch):
+    monkeypatch.setattr(storage, "MAX_DATA_BYTES", 1000)
+
+    with pytest.raises(InvalidTrainingDataError, match="more than the 1000 a run reads"):
         preprocess.handler(event(), lambda_context)
 
 

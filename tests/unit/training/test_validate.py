@@ -11,7 +11,7 @@ import pytest
 from model import data
 from shared.config import TrainingValidationConfig
 from shared.training import run_prefix, validation_report_key
-from stacks.training.runtime import clients
+from stacks.training.runtime import clients, storage
 from stacks.training.runtime.checks import CHECKS, FINITE_NUMBERS, validate_data
 from stacks.training.runtime.errors import (
     ChampionUnavailableError,
@@ -136,6 +136,18 @@ def test_a_file_that_is_not_csv_fails_every_check(champion_files, lambda_context
     assert output["rows"] == 0
     assert details(output)["header"] == detail
     assert all(details(output)[name] == f"not checked: {detail}" for name in CHECKS[1:])
+
+
+def test_a_file_over_the_size_limit_is_hashed_not_read(champion_files, lambda_context, monkeypatch, full_csv):
+    monkeypatch.setattr(storage, "MAX_DATA_BYTES", 1000)
+
+    output = validate.handler(event(), lambda_context)
+
+    assert output["failed"] == list(CHECKS)
+    assert output["data_sha256"] == hashlib.sha256(full_csv).hexdigest()
+    problem = f"the file is {len(full_csv)} bytes, more than the 1000 bytes a run reads"
+    assert details(output)["header"] == problem
+    assert details(output)["min_rows"] == f"not checked: {problem}"
 
 
 def check(body: bytes, **thresholds) -> dict[str, tuple[bool, str]]:

@@ -58,7 +58,8 @@ Errors (the Lambda error type Step Functions sees):
 Environment: ``STAGE``, ``DATA_BUCKET``, ``MODEL_BUCKET``. IAM: ``s3:GetObject`` on the runs prefix
 and ``s3:PutObject`` on ``evaluation.json`` (data bucket), ``s3:GetObject`` and
 ``s3:GetObjectVersion`` on ``models/*`` (model bucket), ``ssm:GetParameter`` on the model parameters
-path. Memory: two models and 2,000 resamples of ~110 rows take well under a second and 300 MB.
+path. The archives are extracted into a temporary folder under ``/tmp``, removed after each
+invocation.
 """
 
 from __future__ import annotations

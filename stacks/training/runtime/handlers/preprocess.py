@@ -31,7 +31,8 @@ The file is read strictly (the layout Validate checked): Errors (the Lambda erro
 - ``TrainingDataNotFoundError``: no object at ``data_key``;
 - ``InvalidTrainingDataError``: the file is not in the validated layout (header other than the
   champion's features then ``target``, a cell that is not a finite number, a target other than 0
-  or 1), or a class has too few rows to appear in every split;
+  or 1), it is over ``table.MAX_DATA_BYTES`` (64 MiB), or a class has too few rows to appear in
+  every split;
 - ``ChampionUnavailableError``, ``ConfigurationError``, ``ClientError``: as for Validate.
 
 Environment: ``STAGE``, ``DATA_BUCKET``, ``MODEL_BUCKET``. IAM: ``s3:GetObject`` on the data
@@ -56,31 +57,34 @@ from shared.training import (
     split_key,
 )
 from stacks.training.runtime.clients import s3_client, ssm_client
-from stacks.training.runtime.errors import InvalidTrainingDataError, TrainingDataNotFoundError
+from stacks.training.runtime.errors import InvalidTrainingDataError
 from stacks.training.runtime.events import RUN_INPUT_SHAPE, RunInput, Settings, parse_request
 from stacks.training.runtime.models import champion_reference
 from stacks.training.runtime.powertools import logger, tracer
 from stacks.training.runtime.split import manifest, split_files
-from stacks.training.runtime.storage import put_json, put_object, read_object, sha256
+from stacks.training.runtime.storage import fetch_data, put_json, put_object
 from stacks.training.runtime.table import read_table, to_arrays
 
 
 def preprocess(s3: Any, ssm: Any, request: RunInput, settings: Settings) -> dict[str, Any]:
     """Split the file, write the splits and the manifest, return the output (module docstring)."""
-    body = read_object(s3, request.bucket, request.data_key, TrainingDataNotFoundError, "the training data")
+    data = fetch_data(s3, request.bucket, request.data_key)
     names = champion_reference(
         ssm, s3, settings.model_bucket, settings.config.model_parameters_path
     ).schema.names
     where = f"s3://{request.bucket}/{request.data_key}"
+    if data.body is None:
+        raise InvalidTrainingDataError(
+            f"{where} is {data.size} bytes, more than the {data.limit} a run reads"
+        )
     try:
-        features, labels = to_arrays(read_table(body), names)
+        features, labels = to_arrays(read_table(data.body), names)
         files = split_files(request.prefix, names, features, labels)
     except ValueError as err:  # TableError, or a class too small for the stratified split
         raise InvalidTrainingDataError(f"{where} cannot be split: {err}") from None
     for file in files:
         put_object(s3, request.bucket, file.key, file.body, CONTENT_TYPE)
-    digest = sha256(body)
-    source = {"bucket": request.bucket, "key": request.data_key, "sha256": digest}
+    source = {"bucket": request.bucket, "key": request.data_key, "sha256": data.sha256}
     put_json(s3, request.bucket, manifest_key(request.prefix), manifest(files, names, source))
     return {
         "run_prefix": request.prefix,
@@ -89,7 +93,7 @@ def preprocess(s3: Any, ssm: Any, request: RunInput, settings: Settings) -> dict
         "test_key": split_key(request.prefix, TEST_SPLIT),
         "manifest_key": manifest_key(request.prefix),
         "rows": {file.split: file.rows for file in files},
-        "data_sha256": digest,
+        "data_sha256": data.sha256,
     }
 
 

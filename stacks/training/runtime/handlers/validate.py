@@ -22,7 +22,9 @@ Output::
   (``{model_parameters_path}/active-version``), its schema and ``baseline.json`` read from the
   model bucket (``shared.model_parameters.schema_key``/``baseline_key``);
 - ``valid``: every check passed; ``failed``: the names of the failed checks, in order;
-- ``rows``: data rows in the file (blank lines ignored); ``data_sha256``: of the object's bytes.
+- ``rows``: data rows in the file (blank lines ignored); ``data_sha256``: of the object's bytes;
+- a file over ``table.MAX_DATA_BYTES`` (64 MiB) is only hashed: ``header`` fails naming its size,
+  the other checks are ``not checked``.
 
 The full report (the output without ``report_key``, plus ``run_id``, ``source`` {bucket, key,
 sha256, bytes} and ``thresholds``) is written as JSON to
@@ -51,33 +53,36 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.training import validation_report_key
-from stacks.training.runtime.checks import validate_data
+from stacks.training.runtime.checks import unreadable, validate_data
 from stacks.training.runtime.clients import s3_client, ssm_client
-from stacks.training.runtime.errors import TrainingDataNotFoundError
 from stacks.training.runtime.events import RUN_INPUT_SHAPE, RunInput, Settings, parse_request
 from stacks.training.runtime.models import champion_reference
 from stacks.training.runtime.powertools import logger, tracer
-from stacks.training.runtime.storage import put_report, read_object, sha256
+from stacks.training.runtime.storage import fetch_data, put_report
 
 
 def validate(s3: Any, ssm: Any, request: RunInput, settings: Settings) -> dict[str, Any]:
     """Check the file, write the report, return the output (module docstring)."""
     config = settings.config
-    body = read_object(s3, request.bucket, request.data_key, TrainingDataNotFoundError, "the training data")
+    data = fetch_data(s3, request.bucket, request.data_key)
     champion = champion_reference(ssm, s3, settings.model_bucket, config.model_parameters_path)
     thresholds = config.training.validation
-    report = validate_data(body, champion.schema.names, champion.baseline, thresholds, champion.version)
-    digest = sha256(body)
+    if data.body is None:
+        report = unreadable(f"the file is {data.size} bytes, more than the {data.limit} bytes a run reads")
+    else:
+        report = validate_data(
+            data.body, champion.schema.names, champion.baseline, thresholds, champion.version
+        )
     output: dict[str, Any] = {
         "valid": report.valid,
         "rows": report.rows,
-        "data_sha256": digest,
+        "data_sha256": data.sha256,
         "champion": champion.version,
         "checks": [result.as_dict() for result in report.checks],
         "failed": report.failed,
         "report_key": validation_report_key(request.prefix),
     }
-    source = {"bucket": request.bucket, "key": request.data_key, "sha256": digest, "bytes": len(body)}
+    source = {"bucket": request.bucket, "key": request.data_key, "sha256": data.sha256, "bytes": data.size}
     extra = {"run_id": request.run_id, "source": source, "thresholds": thresholds.model_dump(mode="json")}
     put_report(s3, request.bucket, output, "report_key", extra)
     return output
