@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import numpy as np
 import pytest
@@ -235,6 +237,28 @@ def test_an_archive_that_escapes_its_folder_is_refused(run_split, lambda_context
         gate_candidate(lambda_context, tar_gz({"model.joblib": b"not a pickle"}))
     with pytest.raises(InvalidModelArtifactError, match="not a safe, readable"):
         gate_candidate(lambda_context, b"not a gzip file")
+
+
+def members_of(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def test_an_archive_whose_model_does_not_load_is_refused(run_split, archives, lambda_context):
+    members = {**members_of(archives.real("v2")), "model.joblib": b"not a pickle"}
+
+    with pytest.raises(InvalidModelArtifactError, match=r"model\.joblib does not load: KeyError"):
+        gate_candidate(lambda_context, tar_gz(members))
+
+
+def test_a_candidate_of_other_features_than_the_test_split_is_refused(run_split, archives, lambda_context):
+    members = members_of(archives.real("v2"))
+    schema = json.loads(members["schema.json"])
+    schema["features"][0]["name"], schema["features"][1]["name"] = "mean_texture", "mean_radius"
+    members["schema.json"] = json.dumps(schema).encode()
+
+    with pytest.raises(InvalidModelArtifactError, match="not the test split's 30 columns in order"):
+        gate_candidate(lambda_context, tar_gz(members))
 
 
 def test_a_changed_test_split_is_refused(run_split, archives, lambda_context):

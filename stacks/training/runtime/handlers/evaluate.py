@@ -57,9 +57,11 @@ Errors (the Lambda error type Step Functions sees):
 
 Environment: ``STAGE``, ``DATA_BUCKET``, ``MODEL_BUCKET``. IAM: ``s3:GetObject`` on the runs prefix
 and ``s3:PutObject`` on ``evaluation.json`` (data bucket), ``s3:GetObject`` and
-``s3:GetObjectVersion`` on ``models/*`` (model bucket), ``ssm:GetParameter`` on the model parameters
-path. The archives are extracted into a temporary folder under ``/tmp``, removed after each
-invocation.
+``s3:GetObjectVersion`` on ``models/*`` (model bucket), ``ssm:GetParameter`` and
+``ssm:GetParametersByPath`` on the model parameters path (the registry lists the registered versions
+when the champion's record is missing), the buckets' KMS key, and ``s3:ListBucket`` on both buckets
+(a missing object then reads as ``NoSuchKey``, not ``AccessDenied``). The archives are extracted
+into a temporary folder under ``/tmp``, removed after each invocation.
 """
 
 from __future__ import annotations

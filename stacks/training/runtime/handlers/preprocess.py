@@ -31,13 +31,14 @@ The file is read strictly (the layout Validate checked): Errors (the Lambda erro
 - ``TrainingDataNotFoundError``: no object at ``data_key``;
 - ``InvalidTrainingDataError``: the file is not in the validated layout (header other than the
   champion's features then ``target``, a cell that is not a finite number, a target other than 0
-  or 1), it is over ``table.MAX_DATA_BYTES`` (64 MiB), or a class has too few rows to appear in
+  or 1), it is over ``table.MAX_DATA_BYTES`` (32 MiB), or a class has too few rows to appear in
   every split;
 - ``ChampionUnavailableError``, ``ConfigurationError``, ``ClientError``: as for Validate.
 
 Environment: ``STAGE``, ``DATA_BUCKET``, ``MODEL_BUCKET``. IAM: ``s3:GetObject`` on the data
 prefix and ``s3:PutObject`` on the runs prefix (data bucket), ``s3:GetObject`` on ``models/*``
-(model bucket), ``ssm:GetParameter`` on the model parameters path.
+(model bucket), ``ssm:GetParameter`` on the model parameters path, the buckets' KMS key; with
+``s3:ListBucket`` on both buckets (a missing object then reads as ``NoSuchKey``, not ``AccessDenied``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Output::
   model bucket (``shared.model_parameters.schema_key``/``baseline_key``);
 - ``valid``: every check passed; ``failed``: the names of the failed checks, in order;
 - ``rows``: data rows in the file (blank lines ignored); ``data_sha256``: of the object's bytes;
-- a file over ``table.MAX_DATA_BYTES`` (64 MiB) is only hashed: ``header`` fails naming its size,
+- a file over ``table.MAX_DATA_BYTES`` (32 MiB) is only hashed: ``header`` fails naming its size,
   the other checks are ``not checked``.
 
 The full report (the output without ``report_key``, plus ``run_id``, ``source`` {bucket, key,
@@ -42,7 +42,9 @@ report). Errors (the Lambda error type Step Functions sees):
 
 Environment: ``STAGE``, ``DATA_BUCKET``, ``MODEL_BUCKET``. IAM: ``s3:GetObject`` on the data
 prefix, ``s3:PutObject`` on the runs prefix (data bucket), ``s3:GetObject`` on ``models/*`` (model
-bucket), ``ssm:GetParameter`` on the model parameters path.
+bucket), ``ssm:GetParameter`` on the model parameters path, the buckets' KMS key; with
+``s3:ListBucket`` on both buckets, so that a missing object reads as ``NoSuchKey`` (the typed
+errors above) rather than ``AccessDenied``.
 """
 
 from __future__ import annotations
