@@ -12,7 +12,9 @@ reverse (``0 = malignant``).
 
 The split is stratified and fixed by ``SPLIT_SEED``: 20 % test (114 rows), then 25 % of the rest as
 validation (114 rows), leaving 341 training rows. Validation picks hyper-parameters; test is only
-used for the reported metrics.
+used for the reported metrics. ``split_arrays`` is that split of any rows: the training layer's
+preprocess step splits a run's data file with it, so the bundled rows in scikit-learn's order
+(``load_arrays``) give exactly ``load_dataset``'s splits.
 """
 
 from __future__ import annotations
@@ -68,24 +70,47 @@ def snake_case(name: str) -> str:
     return result
 
 
-def load_dataset(seed: int = SPLIT_SEED) -> Dataset:
-    """The deterministic train/validation/test split (see the module docstring)."""
+def load_arrays() -> tuple[tuple[str, ...], NDArray[np.float64], NDArray[np.int64]]:
+    """The whole data set in scikit-learn's row order: feature names, features, labels (1 = malignant)."""
     bunch = load_breast_cancer()
     features = np.asarray(bunch.data, dtype=np.float64)
     labels = (np.asarray(bunch.target) == 0).astype(np.int64)  # 1 = malignant
     names = tuple(snake_case(str(name)) for name in bunch.feature_names)
     if len(set(names)) != len(names):
         raise ValueError("snake_cased feature names collide")
+    return names, features, labels
+
+
+def split_arrays(
+    features: NDArray[np.float64], labels: NDArray[np.int64], seed: int = SPLIT_SEED
+) -> tuple[Split, Split, Split]:
+    """``(train, validation, test)`` of any rows: the module docstring's stratified, seeded split.
+
+    The one split of the project: ``load_dataset`` splits the bundled data set with it, and the
+    training layer's preprocess step splits a run's data file with it (same fractions, seed and
+    stratification, so the same rows in the same order give the same three splits).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"features must be rows x columns and labels one per row; got {features.shape} and {labels.shape}"
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 (benign) or 1 (malignant)")
     rest_x, test_x, rest_y, test_y = train_test_split(
         features, labels, test_size=TEST_FRACTION, stratify=labels, random_state=seed
     )
     train_x, val_x, train_y, val_y = train_test_split(
         rest_x, rest_y, test_size=VALIDATION_FRACTION_OF_REST, stratify=rest_y, random_state=seed
     )
+    return Split(train_x, train_y), Split(val_x, val_y), Split(test_x, test_y)
+
+
+def load_dataset(seed: int = SPLIT_SEED) -> Dataset:
+    """The deterministic train/validation/test split (see the module docstring)."""
+    names, features, labels = load_arrays()
+    train, validation, test = split_arrays(features, labels, seed)
     return Dataset(
-        feature_names=names,
-        class_names=CLASS_NAMES,
-        train=Split(train_x, train_y),
-        validation=Split(val_x, val_y),
-        test=Split(test_x, test_y),
+        feature_names=names, class_names=CLASS_NAMES, train=train, validation=validation, test=test
     )
