@@ -301,3 +301,31 @@ def test_a_tuning_job_runs_seeded_jobs_and_picks_the_best_by_the_objective(accou
         ]["TrainingJobName"]
         == best["TrainingJobName"]
     )
+
+
+def test_a_job_past_its_max_runtime_is_stopped_and_fails_the_task(account):
+    parameters = job_parameters(
+        account,
+        {"model_version": "v3", "algorithm": "gradient_boosting"},
+        TrainingJobName="train-slow",
+        StoppingCondition={"MaxRuntimeInSeconds": 1},
+    )
+    result = run(account, task("createTrainingJob", parameters))
+    error = json.loads(result["output"])["error"]
+    assert error["Error"] == "States.TaskFailed"
+    cause = json.loads(error["Cause"])
+    assert (cause["TrainingJobStatus"], cause["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert "ModelArtifacts" not in cause
+
+
+def test_install_lists_its_gaps_and_routes_other_sagemaker_actions_to_moto():
+    gaps = emulator.install()
+    assert gaps == emulator.GAPS
+    assert all("local.emulator.sagemaker_training" in gap for gap in gaps)
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory  # noqa: PLC0415
+
+    service_for = getattr(state_task_factory, "state_task_service_for")  # noqa: B009
+    assert isinstance(service_for("sagemaker"), emulator.StateTaskServiceSageMakerJobs)
+    assert not isinstance(service_for("batch"), emulator.StateTaskServiceSageMakerJobs)
+    assert emulator.install() == gaps  # idempotent: installed once
+    assert getattr(state_task_factory, "state_task_service_for") is service_for  # noqa: B009
