@@ -214,6 +214,14 @@ def _validate_training_request(request: dict[str, Any], client: Any, operation: 
                 f"with this name already exists ({existing})",
                 operation,
             )
+    for key in ("HyperParameters", "StaticHyperParameters"):
+        wrong = sorted(k for k, v in (request.get(key) or {}).items() if not isinstance(v, str))
+        if wrong:
+            raise _client_error(
+                "ValidationException",
+                f"{key} values must be strings; {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not",
+                operation,
+            )
     stopping = request.get("StoppingCondition") or {}
     wait, runtime = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
     spot = bool(request.get("EnableManagedSpotTraining"))
@@ -740,9 +748,7 @@ def _tuning_child(backend: Any, tuning: Any, index: int, tuned: dict[str, str]) 
     checkpoint = copy.deepcopy(definition.get("CheckpointConfig"))
     if checkpoint:
         checkpoint["S3Uri"] = f"{checkpoint['S3Uri'].rstrip('/')}/{name}/"
-    request = {
-        "AlgorithmSpecification": copy.deepcopy(definition.get("AlgorithmSpecification") or {}),
-    }
+    request = {"AlgorithmSpecification": definition.get("AlgorithmSpecification") or {}}
     job = backend.create_training_job(
         training_job_name=name,
         hyper_parameters={**(definition.get("StaticHyperParameters") or {}), **tuned},

@@ -206,6 +206,15 @@ def test_a_rejected_request_fails_with_the_sagemaker_exception(account):
     error = json.loads(result["output"])["error"]
     assert error["Error"] == "SageMaker.AmazonSageMakerException"
     assert "MaxWaitTimeInSeconds is only supported with managed spot training" in error["Cause"]
+    assert "Error Code: ValidationException" in error["Cause"]
+    numbers = job_parameters(account, {"model_version": "v3"}, TrainingJobName="train-numbers")
+    numbers["HyperParameters"]["C"] = 1.0  # SageMaker takes strings only
+    error = json.loads(run(account, task("createTrainingJob", numbers))["output"])["error"]
+    assert error["Error"] == "SageMaker.AmazonSageMakerException"
+    assert "HyperParameters values must be strings; C is not" in error["Cause"]
+    sagemaker = account["session"].client("sagemaker")
+    with pytest.raises(sagemaker.exceptions.ClientError):
+        sagemaker.describe_training_job(TrainingJobName="train-numbers")  # never created
 
 
 def test_a_spot_interruption_restarts_the_job_and_it_resumes_from_its_checkpoint(account):
