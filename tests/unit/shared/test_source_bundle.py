@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import subprocess
 import sys
@@ -66,3 +67,8 @@ def test_the_extracted_bundle_runs_on_its_own_modules(tmp_path):
         [sys.executable, "-c", probe], cwd=code, capture_output=True, text=True, check=True, timeout=60
     )
     assert all(Path(line).is_relative_to(code) for line in result.stdout.split())
+
+
+def test_every_bundled_file_parses_as_the_images_python_3_10():
+    for name, source in source_bundle.bundle_sources().items():
+        ast.parse((source_bundle.ROOT / source).read_text(), filename=name, feature_version=(3, 10))
