@@ -57,6 +57,7 @@ from local.emulator import cloudwatch as cloudwatch_emulator
 from local.emulator import events as events_emulator
 from local.emulator import firehose as firehose_emulator
 from local.emulator import kinesis as kinesis_emulator
+from local.emulator import sagemaker_training as sagemaker_training_emulator
 from local.emulator import stepfunctions as stepfunctions_emulator
 from local.emulator.server import install_all
 from local.kinesis_poller import KinesisPoller
@@ -648,6 +649,9 @@ class LocalStage:
             functions=dict.fromkeys(names, functions.invoke), job_runner=self._run_job
         )
         self._stops.append(stepfunctions_emulator.detach)
+        # SageMaker training jobs of any state machine run as local processes; their output goes to the log
+        sagemaker_training_emulator.attach(log=self.log)
+        self._stops.append(sagemaker_training_emulator.detach)
         self.log(f"batch: state machine {batch[BatchOutputs.STATE_MACHINE_ARN]}; jobs run as local processes")
 
     def _run_job(self, command: list[str], environment: dict[str, str], timeout: float | None) -> int:

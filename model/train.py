@@ -51,18 +51,17 @@ group names, gzip header mtime 0 and no file name.
 from __future__ import annotations
 
 import argparse
-import gzip
+import functools
 import hashlib
 import io
 import json
 import platform
 import sys
-import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import joblib
 import numpy as np
@@ -75,10 +74,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from model import data, schema
+from shared import archive
 
 SEED = 7
 ARCHIVE_NAME = "model.tar.gz"
-ARCHIVE_MTIME = 315532800  # 1980-01-01T00:00:00Z
+ARCHIVE_MTIME = archive.ARCHIVE_MTIME  # every member's mtime (shared.archive makes the archive)
+deterministic_tar_gz = archive.deterministic_tar_gz
 BASELINE_FORMAT_VERSION = 1
 QUANTILE_LEVELS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -93,28 +94,46 @@ REQUIREMENTS_TXT = (
 
 @dataclass(frozen=True)
 class VersionSpec:
+    """A version's algorithm, its candidate hyper-parameters and how to build an estimator from them."""
+
     algorithm: str
     estimator: str
     candidates: tuple[dict[str, Any], ...]
     build: Callable[[Mapping[str, Any]], Any]
 
 
-def _logistic_regression(params: Mapping[str, Any]) -> Pipeline:
+def _logistic_regression(params: Mapping[str, Any], seed: int = SEED) -> Pipeline:
     return Pipeline(
         [
             ("scale", StandardScaler()),
             (
                 "classifier",
                 LogisticRegression(
-                    C=params["C"], solver=params["solver"], max_iter=params["max_iter"], random_state=SEED
+                    C=params["C"], solver=params["solver"], max_iter=params["max_iter"], random_state=seed
                 ),
             ),
         ]
     )
 
 
-def _gradient_boosting(params: Mapping[str, Any]) -> GradientBoostingClassifier:
-    return GradientBoostingClassifier(random_state=SEED, **params)
+def _gradient_boosting(params: Mapping[str, Any], seed: int = SEED) -> GradientBoostingClassifier:
+    return GradientBoostingClassifier(random_state=seed, **params)
+
+
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "logistic_regression": _logistic_regression,
+    "gradient_boosting": _gradient_boosting,
+}
+
+
+def seeded_spec(spec: VersionSpec, candidates: Sequence[Mapping[str, Any]], seed: int) -> VersionSpec:
+    """``spec`` with other candidates and its estimators seeded with ``seed`` (script mode's jobs)."""
+    return VersionSpec(
+        algorithm=spec.algorithm,
+        estimator=spec.estimator,
+        candidates=tuple(dict(params) for params in candidates),
+        build=functools.partial(BUILDERS[spec.algorithm], seed=seed),
+    )
 
 
 VERSIONS: dict[str, VersionSpec] = {
@@ -145,6 +164,15 @@ class FittedVersion:
     selection: list[dict[str, Any]]
 
 
+class CandidateStore(Protocol):
+    """Where fitted candidates are kept between attempts (script mode's checkpoints)."""
+
+    def load(self, index: int, params: Mapping[str, Any]) -> Any | None:
+        """The candidate fitted earlier with exactly ``params``, or None."""
+
+    def save(self, index: int, params: Mapping[str, Any], estimator: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class Artifact:
     version: str
@@ -169,11 +197,25 @@ def classification_metrics(estimator: Any, split: data.Split) -> dict[str, float
 
 def fit_version(version: str, dataset: data.Dataset) -> FittedVersion:
     """Fit every candidate of a version on the training split; keep the best on validation."""
-    spec = VERSIONS[version]
+    return fit_candidates(version, VERSIONS[version], dataset.train, dataset.validation)
+
+
+def fit_candidates(
+    version: str,
+    spec: VersionSpec,
+    train_split: data.Split,
+    validation_split: data.Split,
+    store: CandidateStore | None = None,
+) -> FittedVersion:
+    """Fit each candidate of ``spec`` (or take it from ``store``); keep the lowest validation log loss."""
     scored = []
-    for params in spec.candidates:
-        estimator = spec.build(params).fit(dataset.train.features, dataset.train.labels)
-        scored.append((classification_metrics(estimator, dataset.validation), params, estimator))
+    for index, params in enumerate(spec.candidates):
+        estimator = store.load(index, params) if store is not None else None
+        if estimator is None:
+            estimator = spec.build(params).fit(train_split.features, train_split.labels)
+            if store is not None:
+                store.save(index, params, estimator)
+        scored.append((classification_metrics(estimator, validation_split), params, estimator))
     _, best_params, best_estimator = min(scored, key=lambda item: item[0]["log_loss"])
     selection = [
         {
@@ -208,9 +250,16 @@ def _statistics(values: NDArray[np.float64], edges: Sequence[float]) -> dict[str
 
 def build_baseline(fitted: FittedVersion, dataset: data.Dataset) -> dict[str, Any]:
     """Training-split statistics per feature and of the predicted probability (module docstring)."""
-    features = dataset.train.features
+    return baseline_document(fitted, dataset.feature_names, dataset.train)
+
+
+def baseline_document(
+    fitted: FittedVersion, feature_names: Sequence[str], train_split: data.Split
+) -> dict[str, Any]:
+    """``baseline.json`` from the training split the version was fitted on."""
+    features = train_split.features
     per_feature = {}
-    for column, name in enumerate(dataset.feature_names):
+    for column, name in enumerate(feature_names):
         values = features[:, column]
         edges = [float(edge) for edge in np.unique(np.quantile(values, DECILES))]
         # the sorted training values: the drift monitor's two-sample KS test compares with them
@@ -221,30 +270,43 @@ def build_baseline(fitted: FittedVersion, dataset: data.Dataset) -> dict[str, An
         "format_version": BASELINE_FORMAT_VERSION,
         "model_version": fitted.version,
         "source": "training split",
-        "n": len(dataset.train),
+        "n": len(train_split),
         "quantile_levels": list(QUANTILE_LEVELS),
-        "feature_names": list(dataset.feature_names),
+        "feature_names": list(feature_names),
         "histogram_bins": "(-inf, e0), [e0, e1), ..., [e_last, +inf): searchsorted(edges, v, side='right')",
         "features": per_feature,
         "prediction": {"positive_probability": _statistics(positive, PREDICTION_EDGES)},
     }
 
 
-def build_metrics(fitted: FittedVersion, dataset: data.Dataset, trained_at: str | None) -> dict[str, Any]:
+def selection_metrics(fitted: FittedVersion, seed: int) -> dict[str, Any]:
+    """The part of ``metrics.json`` that says what was fitted and how it was chosen."""
     return {
         "model_version": fitted.version,
         "algorithm": fitted.spec.algorithm,
         "estimator": fitted.spec.estimator,
         "hyperparameters": fitted.hyperparameters,
-        "random_state": SEED,
+        "random_state": seed,
         "model_selection": {"criterion": "lowest validation log loss", "candidates": fitted.selection},
+        "positive_class": data.POSITIVE_CLASS,
+        "library_versions": {
+            "python": ".".join(platform.python_version_tuple()[:2]),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "joblib": joblib.__version__,
+        },
+    }
+
+
+def build_metrics(fitted: FittedVersion, dataset: data.Dataset, trained_at: str | None) -> dict[str, Any]:
+    return {
+        **selection_metrics(fitted, SEED),
         "test_metrics": classification_metrics(fitted.estimator, dataset.test),
         "validation_metrics": classification_metrics(fitted.estimator, dataset.validation),
         "n_train": len(dataset.train),
         "n_validation": len(dataset.validation),
         "n_test": len(dataset.test),
         "majority_class_rate": dataset.majority_class_rate,
-        "positive_class": data.POSITIVE_CLASS,
         "class_names": list(dataset.class_names),
         "dataset": {
             "name": data.DATASET_NAME,
@@ -253,17 +315,11 @@ def build_metrics(fitted: FittedVersion, dataset: data.Dataset, trained_at: str 
             "test_fraction": data.TEST_FRACTION,
             "validation_fraction_of_rest": data.VALIDATION_FRACTION_OF_REST,
         },
-        "library_versions": {
-            "python": ".".join(platform.python_version_tuple()[:2]),
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "joblib": joblib.__version__,
-        },
         "trained_at": trained_at,
     }
 
 
-def _json_bytes(document: Any) -> bytes:
+def json_bytes(document: Any) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
@@ -271,47 +327,34 @@ def archive_members(
     fitted: FittedVersion, dataset: data.Dataset, feature_schema: schema.FeatureSchema, trained_at: str | None
 ) -> dict[str, bytes]:
     """The files of ``model.tar.gz`` by archive path."""
+    return model_members(
+        fitted.estimator,
+        feature_schema,
+        build_metrics(fitted, dataset, trained_at),
+        build_baseline(fitted, dataset),
+    )
+
+
+def model_members(
+    estimator: Any,
+    feature_schema: schema.FeatureSchema,
+    metrics: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+) -> dict[str, bytes]:
+    """The archive's members (module docstring) from the estimator and its documents."""
     model_bytes = io.BytesIO()
-    joblib.dump(fitted.estimator, model_bytes)
+    joblib.dump(estimator, model_bytes)
     package_dir = Path(__file__).resolve().parent
     members = {
         "model.joblib": model_bytes.getvalue(),
         "schema.json": feature_schema.to_json().encode("utf-8"),
-        "metrics.json": _json_bytes(build_metrics(fitted, dataset, trained_at)),
-        "baseline.json": _json_bytes(build_baseline(fitted, dataset)),
+        "metrics.json": json_bytes(metrics),
+        "baseline.json": json_bytes(baseline),
         "code/requirements.txt": REQUIREMENTS_TXT.encode("utf-8"),
     }
     for name in CODE_FILES:
         members[f"code/{name}"] = (package_dir / name).read_bytes()
     return members
-
-
-def deterministic_tar_gz(members: Mapping[str, bytes]) -> bytes:
-    """A gzipped tar of ``members`` whose bytes depend only on the members (see module docstring)."""
-    raw = io.BytesIO()
-    with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.USTAR_FORMAT) as tar,
-    ):
-        directories = sorted({str(Path(name).parent) for name in members} - {"."})
-        for directory in directories:
-            info = _tar_info(directory, tarfile.DIRTYPE, 0o755)
-            tar.addfile(info)
-        for name in sorted(members):
-            info = _tar_info(name, tarfile.REGTYPE, 0o644)
-            info.size = len(members[name])
-            tar.addfile(info, io.BytesIO(members[name]))
-    return raw.getvalue()
-
-
-def _tar_info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.mtime = ARCHIVE_MTIME
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 def _sha256(payload: bytes) -> str:
@@ -351,9 +394,9 @@ def train(
         directory = output / version
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ARCHIVE_NAME).write_bytes(archive)
-        (directory / "manifest.json").write_bytes(_json_bytes(manifest))
+        (directory / "manifest.json").write_bytes(json_bytes(manifest))
         (directory / "request-schema.json").write_bytes(
-            _json_bytes(schema.request_json_schema(feature_schema, max_rows))
+            json_bytes(schema.request_json_schema(feature_schema, max_rows))
         )
         artifacts.append(Artifact(version, directory / ARCHIVE_NAME, manifest))
     return artifacts

@@ -21,6 +21,7 @@ from local.emulator import (
     events,
     glue,
     sagemaker,
+    sagemaker_training,
     stepfunctions,
 )
 
@@ -31,6 +32,7 @@ def install_all() -> tuple[str, ...]:
         *apigateway.install(),
         *cfn_properties.install(),
         *stepfunctions.install(),
+        *sagemaker_training.install(),
         *dispatch.install(),
         *dynamodb.install(),
         *events.install(),
