@@ -60,6 +60,18 @@ class LocalFunction:
     environment: dict[str, str]
 
 
+def handler_of(config: dict[str, Any]) -> str:
+    """A function's handler: ``Handler`` of a zip function, the image command of an image function."""
+    if config.get("PackageType") == "Image":
+        command = config.get("ImageConfigResponse", {}).get("ImageConfig", {}).get("Command") or []
+        if not command:
+            raise FunctionConfigError(f"{config['FunctionName']}: an image function without a command")
+        return str(command[0])
+    if not config.get("Handler"):
+        raise FunctionConfigError(f"{config['FunctionName']}: no handler")
+    return str(config["Handler"])
+
+
 def load_handler(handler: str) -> Handler:
     module_name, _, attribute = handler.rpartition(".")
     if not module_name:
@@ -78,7 +90,7 @@ class LocalFunctions:
             self.functions[name] = LocalFunction(
                 name=name,
                 arn=config["FunctionArn"],
-                handler=config["Handler"],
+                handler=handler_of(config),
                 memory_mb=config.get("MemorySize", 128),
                 timeout_seconds=config.get("Timeout", 3),
                 environment=dict(config.get("Environment", {}).get("Variables", {})),

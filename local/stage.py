@@ -65,7 +65,8 @@ from local.lambda_runtime import LocalFunctions
 from local.processes import StopStage, die_with_parent, stop_on_signals
 from local.router import WeightSource, create_router
 from mlpipe.batch import run_batch
-from shared.config import LOCAL_ACCOUNT
+from shared import training
+from shared.config import LOCAL_ACCOUNT, get_config
 from shared.outputs import AnalyticsOutputs, BatchOutputs, ObservabilityOutputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,6 +306,7 @@ class LocalStage:
         self.batch_outputs = outputs[f"ml-pipeline-batch-{STAGE}"]
         self.analytics_outputs = outputs[f"ml-pipeline-analytics-{STAGE}"]
         self.observability_outputs = outputs[f"ml-pipeline-observability-{STAGE}"]
+        self.training_outputs = outputs[f"ml-pipeline-training-{STAGE}"]
         functions = self._functions(inference, self.batch_outputs)
         self._register_and_reconcile()
         mark = lap("register and reconcile models", mark)
@@ -442,6 +444,7 @@ class LocalStage:
             self.analytics_outputs[AnalyticsOutputs.TAP_FUNCTION_NAME],
             # the drift monitor's hourly schedule runs on the events poller's clock
             self.observability_outputs[ObservabilityOutputs.DRIFT_FUNCTION_NAME],
+            *self._training_functions(),
         ]
         functions = LocalFunctions(self.session.client("lambda"), names)
         functions.apply_environment()
@@ -636,14 +639,20 @@ class LocalStage:
             f"on failure -> {queue_url}); history delivered on the delivery stream's buffering hints"
         )
 
+    def _training_functions(self) -> list[str]:
+        """The training layer's functions, by their configured names (the stack names them so)."""
+        config = get_config(STAGE)
+        return [config.resource_name(name) for name in training.FUNCTIONS]
+
     def _attach_batch(self, functions: LocalFunctions) -> None:
-        """The batch run's Lambda tasks call the handlers here; its Batch jobs run as processes."""
+        """The state machines' Lambda tasks call the handlers here; Batch jobs run as processes."""
         batch = self.batch_outputs
         names = [
             batch[BatchOutputs.LIST_FUNCTION_NAME],
             batch[BatchOutputs.INLINE_FUNCTION_NAME],
             batch[BatchOutputs.REPORT_FUNCTION_NAME],
             self.analytics_outputs[AnalyticsOutputs.TAP_FUNCTION_NAME],
+            *self._training_functions(),
         ]
         stepfunctions_emulator.attach(
             functions=dict.fromkeys(names, functions.invoke), job_runner=self._run_job

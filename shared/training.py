@@ -213,3 +213,19 @@ def experiment_key(name: str) -> dict[str, str]:
 
 def model_key(version: str) -> dict[str, str]:
     return {PARTITION_KEY: f"MODEL#{version}", SORT_KEY: MODEL_ITEM_SORT}
+
+
+# the training layer's functions (``config.resource_name(name)``): the stack creates them, the local
+# stage runs them and attaches them to the state machine's Lambda tasks
+VALIDATE_FUNCTION: Final = "training-validate"
+PREPROCESS_FUNCTION: Final = "training-preprocess"
+EVALUATE_FUNCTION: Final = "training-evaluate"
+RUNS_FUNCTION: Final = "training-runs"
+REGISTER_FUNCTION: Final = "training-register"
+FUNCTIONS: Final = (
+    VALIDATE_FUNCTION,
+    PREPROCESS_FUNCTION,
+    EVALUATE_FUNCTION,
+    RUNS_FUNCTION,
+    REGISTER_FUNCTION,
+)

@@ -12,6 +12,9 @@
   role (``AWSServiceRoleForBatch``); moto requires the property and a role that exists. The
   service-linked role is created in moto's IAM and named; moto also ignores
   ``ComputeEnvironmentName`` (the queue's order refers to the environment by its ARN either way).
+- ``AWS::Lambda::Function`` with ``PackageType: Image`` (the training layer's functions): moto's
+  handler keeps neither ``PackageType`` nor ``ImageConfig``, so the function would have no handler
+  at all; both are set on the created function (its ``ImageConfig.Command`` names the handler).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from moto.awslambda import models as lambda_models
 from moto.batch import models as batch_models
 from moto.iam.models import iam_backends
 from moto.kms import models as kms_models
@@ -33,6 +37,8 @@ GAPS = (
     f"CloudFormation AWS::SageMaker::Model/EndpointConfig/Endpoint names (moto ignores them): {_BY}",
     f"CloudFormation AWS::Batch::ComputeEnvironment without ServiceRole (the service-linked role; moto "
     f"requires one): {_BY}",
+    f"CloudFormation AWS::Lambda::Function PackageType and ImageConfig of image functions (moto drops them): "
+    f"{_BY}",
 )
 BATCH_SERVICE = "batch.amazonaws.com"
 
@@ -107,10 +113,29 @@ def _wrap(model: Any, transform: Transform, name_property: str | None = None) ->
     model._mlpipe_fixed = True
 
 
+def _keep_image_config(model: Any) -> None:
+    """After moto creates a function, give an image function its package type and image config."""
+    if getattr(model, "_mlpipe_image_config", False):
+        return
+    original = model.create_from_cloudformation_json.__func__
+
+    def create(cls: Any, /, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+        function = original(cls, resource_name, cloudformation_json, *args, **kwargs)
+        properties = cloudformation_json.get("Properties", {})
+        if properties.get("PackageType") == "Image":
+            function.package_type = "Image"
+            function.image_config = lambda_models.ImageConfig(properties.get("ImageConfig", {}))
+        return function
+
+    model.create_from_cloudformation_json = classmethod(create)
+    model._mlpipe_image_config = True
+
+
 def install() -> tuple[str, ...]:
     _wrap(kms_models.Key, kms_key)
     _wrap(ssm_models.Parameter, ssm_parameter)
     for model, name_property in _NAMED.items():
         _wrap(model, _unchanged, name_property)
     _wrap(batch_models.ComputeEnvironment, batch_compute_environment, "ComputeEnvironmentName")
+    _keep_image_config(lambda_models.LambdaFunction)
     return GAPS

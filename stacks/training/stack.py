@@ -73,13 +73,13 @@ IMAGE_SOURCES = (
     "stacks/training/runtime",
 )
 IMAGE_HANDLERS = {
-    "training-validate": "stacks.training.runtime.handlers.validate.handler",
-    "training-preprocess": "stacks.training.runtime.handlers.preprocess.handler",
-    "training-evaluate": "stacks.training.runtime.handlers.evaluate.handler",
+    training.VALIDATE_FUNCTION: "stacks.training.runtime.handlers.validate.handler",
+    training.PREPROCESS_FUNCTION: "stacks.training.runtime.handlers.preprocess.handler",
+    training.EVALUATE_FUNCTION: "stacks.training.runtime.handlers.evaluate.handler",
 }
 ZIP_HANDLERS = {
-    "training-runs": "stacks.training.runtime.runs.handler",
-    "training-register": "stacks.training.runtime.register.handler",
+    training.RUNS_FUNCTION: "stacks.training.runtime.runs.handler",
+    training.REGISTER_FUNCTION: "stacks.training.runtime.register.handler",
 }
 ZIP_SOURCES = (
     "shared/__init__.py",
@@ -167,7 +167,7 @@ class TrainingStack(cdk.Stack):
 
         runs_prefix = f"{training.RUNS_PREFIX}*"
         self.validate_function = image_function(
-            "training-validate",
+            training.VALIDATE_FUNCTION,
             "Validates a training run's data (every check reported)",
             settings.validate_function,
         )
@@ -176,7 +176,7 @@ class TrainingStack(cdk.Stack):
         self._grant_champion_reads(self.validate_function.role, data, ("schema.json", "baseline.json"))
 
         self.preprocess_function = image_function(
-            "training-preprocess",
+            training.PREPROCESS_FUNCTION,
             "Splits a training run's data (seeded, stratified)",
             settings.preprocess_function,
         )
@@ -185,7 +185,7 @@ class TrainingStack(cdk.Stack):
         self._grant_champion_reads(self.preprocess_function.role, data, ("schema.json",))
 
         self.evaluate_function = image_function(
-            "training-evaluate",
+            training.EVALUATE_FUNCTION,
             "Scores the candidate and the live champion on the run's test split (the gate)",
             settings.evaluate_function,
         )
@@ -207,9 +207,9 @@ class TrainingStack(cdk.Stack):
         )
         self.runs_function: HardenedFunction = make_function(
             "TrainingRunsFunction",
-            name="training-runs",
+            name=training.RUNS_FUNCTION,
             description="Starts training runs under the run lock and records their outcomes",
-            handler=ZIP_HANDLERS["training-runs"],
+            handler=ZIP_HANDLERS[training.RUNS_FUNCTION],
             sizing=settings.runs_function,
             environment={
                 **common_env,
@@ -232,9 +232,9 @@ class TrainingStack(cdk.Stack):
 
         self.register_function: HardenedFunction = make_function(
             "TrainingRegisterFunction",
-            name="training-register",
+            name=training.REGISTER_FUNCTION,
             description="Registers a promoted candidate and requests it as challenger (mlpipe)",
-            handler=ZIP_HANDLERS["training-register"],
+            handler=ZIP_HANDLERS[training.REGISTER_FUNCTION],
             sizing=settings.runs_function,
             environment={
                 **common_env,
@@ -315,10 +315,22 @@ class TrainingStack(cdk.Stack):
         )
 
     def _grant_champion_reads(self, role: iam.IRole, data: DataStack, files: tuple[str, ...]) -> None:
-        """The champion's files in the model bucket and the registry's active-version parameter."""
+        """The champion's files (at the S3 version its registry record pins) and the registry's reads
+        (the active version, the version's record; the versions listed when a record is missing)."""
         for name in files:
             self.model_bucket.grant_read(role, f"models/*/{name}")
-        data.model_registry.active_version.grant_read(role)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObjectVersion"],
+                resources=[self.model_bucket.arn_for_objects(f"models/*/{name}") for name in files],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter", "ssm:GetParametersByPath"],
+                resources=[data.model_registry.models_path_arn, self._models_path_arn(data)],
+            )
+        )
 
     def _training_role(self, config: EnvironmentConfig, data: DataStack, network: NetworkStack) -> iam.Role:
         role = iam.Role(

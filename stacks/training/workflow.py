@@ -25,7 +25,7 @@ CDK's ``SageMakerCreateTrainingJob`` task has no managed spot, ``MaxWaitTimeInSe
 ``CheckpointConfig`` and there is no CDK task for tuning, so Train and Tune are custom states
 (``arn:aws:states:::sagemaker:createTrainingJob.sync`` and ``createHyperParameterTuningJob.sync``)
 and the stack writes their IAM out (``TrainingStack._grant_sagemaker``). Only SageMaker's
-throttling and capacity errors are retried; a job that ran and failed fails the run.
+API errors (throttling among them) are retried; a job that ran and failed fails the run.
 """
 
 from __future__ import annotations
@@ -53,14 +53,13 @@ TRANSIENT_LAMBDA_ERRORS = (
     "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
 )
-# SageMaker's throttling and capacity errors (service-integration errors are named
-# "SageMaker.<error code>"); anything else — a job that failed, a bad request — is not retried
-RETRIED_SAGEMAKER_ERRORS = (
-    "SageMaker.ThrottlingException",
-    "SageMaker.ResourceLimitExceeded",
-    "SageMaker.CapacityError",
-    "SageMaker.InternalFailure",
-)
+# Step Functions names every SageMaker API error of these integrations
+# "SageMaker.AmazonSageMakerException" (throttling and ResourceLimitExceeded among them; the
+# state language cannot match on the cause), so that name is retried, a few times with backoff:
+# a request SageMaker refuses for good fails after ~3 minutes instead of at once. A job that ran
+# and failed is "States.TaskFailed" and is not retried; spot capacity is waited for by SageMaker
+# itself, within MaxWaitTimeInSeconds.
+RETRIED_SAGEMAKER_ERRORS = ("SageMaker.AmazonSageMakerException",)
 TRAINING_JOB_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 TUNING_JOB_SYNC = "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync"
 

@@ -8,6 +8,7 @@ import boto3
 from moto import mock_aws
 
 from local.emulator import cfn_properties
+from local.lambda_runtime import handler_of
 
 TEMPLATE = {
     "Resources": {
@@ -45,7 +46,7 @@ TEMPLATE = {
 
 def test_cdk_shaped_keys_and_parameters_are_created(aws):
     assert cfn_properties.install() == cfn_properties.GAPS
-    assert len(cfn_properties.GAPS) == 4
+    assert len(cfn_properties.GAPS) == 5
     cfn = aws.client("cloudformation")
     cfn.create_stack(StackName="keys", TemplateBody=json.dumps(TEMPLATE))
     stack = cfn.describe_stacks(StackName="keys")["Stacks"][0]
@@ -125,3 +126,29 @@ def test_a_compute_environment_without_a_service_role_gets_batchs_service_linked
         assert cfn_properties.batch_compute_environment({"ServiceRole": "arn:x"}, "123456789012") == {
             "ServiceRole": "arn:x"
         }
+
+
+def test_an_image_function_keeps_its_package_type_and_command(aws):
+    """The training layer's image functions: moto's handler would drop both (no handler at all)."""
+    cfn_properties.install()
+    role = aws.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    command = "stacks.training.runtime.handlers.validate.handler"
+    template = {
+        "Resources": {
+            "Image": {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {
+                    "FunctionName": "image-fn",
+                    "PackageType": "Image",
+                    "Code": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/assets:abc"},
+                    "ImageConfig": {"Command": [command]},
+                    "Role": role,
+                },
+            }
+        }
+    }
+    aws.client("cloudformation").create_stack(StackName="images", TemplateBody=json.dumps(template))
+    config = aws.client("lambda").get_function_configuration(FunctionName="image-fn")
+    assert config["PackageType"] == "Image"
+    assert config["ImageConfigResponse"]["ImageConfig"]["Command"] == [command]
+    assert handler_of(config) == command
