@@ -479,8 +479,13 @@ class TrainingStack(cdk.Stack):
             "Resource::<MetadataTable*.Arn>/index/*": "The metadata table's own indexes (CDK's table grant); "
             "queried by the runs of an experiment, status and model version.",
         }
+        registry_reads = {
+            f"Resource::arn:*:ssm:*:parameter{config.model_parameters_path}/*": "Read-only: the active "
+            "version and the champion's registry record (one parameter per registered version, created "
+            "after deployment), under the stage's registry path.",
+        }
         for function in (self.validate_function, self.preprocess_function, self.evaluate_function):
-            function.acknowledge_wildcards({**run_files, **training_data, **champion})
+            function.acknowledge_wildcards({**run_files, **training_data, **champion, **registry_reads})
         self.runs_function.acknowledge_wildcards({**training_data, **registry, **table})
         self.register_function.acknowledge_wildcards(
             {
