@@ -55,7 +55,9 @@ and does the service's part (``EventDispatcher``):
   (no back-off) up to its
   ``RetryPolicy.MaximumRetryAttempts`` (AWS's default, 185, when there is no policy), capped at
   ``max_retries``; then the delivery is failed and, if the target has a ``DeadLetterConfig``,
-  handed to ``dead_letter(rule name, event, error)`` (the stage can send it to the queue).
+  handed to ``dead_letter(DeadLetter)``; ``sqs_dead_letters`` sends it to the target's queue
+  as EventBridge does (the event as the body; ``RULE_ARN``, ``TARGET_ARN``, ``ERROR_CODE``,
+  ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION`` and ``RETRY_ATTEMPTS`` as message attributes).
   ``MaximumEventAgeInSeconds`` is not enforced (nothing waits).
 - **Schedules** (``ScheduleExpression``): ``rate(...)`` rules run on the clock when the caller
   calls ``run_due_schedules`` (the first run one period after the dispatcher starts, as a new
@@ -133,6 +135,7 @@ class TargetSpec:
     dead_letter_arn: str | None  # the ``DeadLetterConfig`` queue as the template names it
     invoke_permission: bool  # a lambda:InvokeFunction permission for events.amazonaws.com is in the templates
     state_machine_logical_id: str | None = None  # the state machine's logical id (a Step Functions target)
+    dead_letter_logical_id: str | None = None  # the dead-letter queue's logical id (``GetAtt Queue.Arn``)
     role_arn: str | None = None  # ``RoleArn`` as the template names it (EventBridge assumes it)
     input_transformer: dict[str, Any] | None = None  # ``InputTransformer``: paths map and template
     settings: dict[str, Any] = field(default_factory=dict, compare=False)  # the input keys, as written
@@ -254,6 +257,7 @@ def _target(
         dead_letter_arn=None if dead_letter is None else describe_value(dead_letter),
         invoke_permission=function is not None
         and bool({(function, None), (function, rule_logical_id)} & permissions),
+        dead_letter_logical_id=None if dead_letter is None else _get_att(dead_letter, "Arn"),
         state_machine_logical_id=machine,
         role_arn=None if role is None else describe_value(role),
         input_transformer=dict(transformer) if isinstance(transformer, Mapping) else None,
@@ -548,6 +552,47 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class DeadLetter:
+    """An event a target did not take after its retries, for the target's dead-letter queue."""
+
+    rule: str
+    rule_arn: str
+    target: TargetSpec
+    target_arn: str | None  # the physical function name or state machine ARN; None if not resolved
+    event: dict[str, Any]
+    error_code: str
+    error: str
+    attempts: int
+
+
+def sqs_dead_letters(sqs: Any, resolve: Callable[[str], str]) -> Callable[[DeadLetter], None]:
+    """A ``dead_letter`` that sends to the target's queue (``resolve``: its logical id -> queue URL)."""
+
+    def send(letter: DeadLetter) -> None:
+        queue = letter.target.dead_letter_logical_id
+        if queue is None:
+            raise ValueError(
+                f"{letter.rule}: dead-letter queue {letter.target.dead_letter_arn} is not in the templates"
+            )
+        attributes = {
+            "RULE_ARN": letter.rule_arn,
+            "TARGET_ARN": letter.target_arn or letter.target.arn,
+            "ERROR_CODE": letter.error_code,
+            "ERROR_MESSAGE": letter.error,
+            "RETRY_ATTEMPTS": str(max(0, letter.attempts - 1)),
+        }
+        if letter.attempts:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = "MaximumRetryAttempts"
+        sqs.send_message(
+            QueueUrl=resolve(queue),
+            MessageBody=json.dumps(letter.event),
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+        )
+
+    return send
+
+
+@dataclass(frozen=True)
 class _Parameter:
     version: int
     modified: Any
@@ -652,7 +697,7 @@ class EventDispatcher:
         region: str,
         buckets: Sequence[BucketSpec] = (),
         clock: Callable[[], datetime] = _now,
-        dead_letter: Callable[[str, dict[str, Any], str], None] | None = None,
+        dead_letter: Callable[[DeadLetter], None] | None = None,
         max_retries: int = MAX_LOCAL_RETRIES,
         log: Callable[[str], None] | None = None,
         history: int = 500,
@@ -908,7 +953,7 @@ class EventDispatcher:
             return deliveries
 
     def emit(self, event: dict[str, Any]) -> list[Delivery]:
-        """Put an event on the default bus (e.g. an S3 notification); returns its deliveries."""
+        """Put an event on the default bus (e.g. an alarm state change); returns its deliveries."""
         with self._lock:
             return self._dispatch(event)
 
@@ -1178,12 +1223,12 @@ class EventDispatcher:
         logical_id = target.function_logical_id or target.state_machine_logical_id
         if target.unsupported is not None or logical_id is None:
             return delivery("unsupported", 0, target.unsupported)
-        attempts, error = 0, ""
+        attempts, error, code = 0, "", ""
         try:
             physical = self.resolve(logical_id)
             payload = self._payload(rule, target, event)
         except Exception as err:  # a target that cannot be reached, an input that cannot be built
-            error = f"{type(err).__name__}: {err}"
+            error, code = f"{type(err).__name__}: {err}", _error_code(err) or type(err).__name__
         else:
             if target.function_logical_id is not None:
                 resolved["function"] = physical
@@ -1197,17 +1242,29 @@ class EventDispatcher:
                     else:
                         result = self._start_execution(physical, payload)
                 except Exception as err:  # the function's error, a refused StartExecution
-                    error = f"{type(err).__name__}: {err}"
+                    error, code = f"{type(err).__name__}: {err}", _error_code(err) or type(err).__name__
                 else:
                     return delivery("succeeded", attempts, None, result=result)
         dead_lettered = target.dead_letter_arn is not None
         if dead_lettered and self.dead_letter is not None:
-            self.dead_letter(rule.name, event, error)
+            self.dead_letter(
+                DeadLetter(
+                    rule=rule.name,
+                    rule_arn=self.rule_arn(rule),
+                    target=target,
+                    target_arn=resolved["function"] or resolved["state_machine"],
+                    event=event,
+                    error_code=code,
+                    error=error,
+                    attempts=attempts,
+                )
+            )
         return delivery("failed", attempts, error, sent_to_dead_letter=dead_lettered)
 
 
 __all__ = [
     "BucketSpec",
+    "DeadLetter",
     "Delivery",
     "EventDispatcher",
     "RuleSpec",
@@ -1218,4 +1275,5 @@ __all__ = [
     "event_status",
     "matches",
     "rate_seconds",
+    "sqs_dead_letters",
 ]

@@ -534,6 +534,10 @@ class LocalStage:
             region=REGION,
             buckets=events.event_buckets(templates),
             s3_poll_seconds=S3_POLL_SECONDS,
+            dead_letter=events.sqs_dead_letters(
+                self.session.client("sqs"), lambda logical_id: physical[logical_id]
+            ),
+            log=self.log,
         )
         dispatcher.poll()  # the baseline: what exists now is not an event
         self.dispatcher = dispatcher

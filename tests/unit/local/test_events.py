@@ -21,6 +21,7 @@ from local.events import (
     event_status,
     matches,
     rate_seconds,
+    sqs_dead_letters,
 )
 from shared.config import get_config
 from shared.eventbridge import TargetInputError, target_input
@@ -133,7 +134,7 @@ def dispatcher_for(session, rules, functions, *, sagemaker=None, dead=None, **op
         account=ACCOUNT,
         region=REGION,
         clock=lambda: NOW,
-        dead_letter=None if dead is None else lambda *args: dead.append(args),
+        dead_letter=options.pop("dead_letter", None if dead is None else dead.append),
         **options,
     )
 
@@ -663,9 +664,16 @@ def test_a_failed_read_keeps_the_state_so_the_next_poll_reports_the_change(accou
 
 
 def test_a_failing_target_is_retried_then_dead_lettered(account, templates):
-    functions, dead = Functions(failures=100), list[tuple]()
+    """The dead letter goes to the target's queue as EventBridge sends it: the event, and why."""
+    functions, sqs = Functions(failures=100), account.client("sqs")
+    queue = sqs.create_queue(QueueName="deploy-events-dlq")["QueueUrl"]
+    names = {**function_names(templates), "DeployEventsDeadLetters5B72135B": queue}
     dispatcher = dispatcher_for(
-        account, event_rules(templates), functions, dead=dead, names=function_names(templates)
+        account,
+        event_rules(templates),
+        functions,
+        names=names,
+        dead_letter=sqs_dead_letters(sqs, names.__getitem__),
     )
     dispatcher.poll()
     overwrite(account, ACTIVE, "v2")
@@ -675,10 +683,19 @@ def test_a_failing_target_is_retried_then_dead_lettered(account, templates):
     assert delivery.error == "RuntimeError: function error"
     assert delivery.sent_to_dead_letter
     assert len(functions.calls) == 4
-    ((rule_name, event, error),) = dead
-    assert (rule_name, error) == (DESIRED_RULE, "RuntimeError: function error")
+    (message,) = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"])["Messages"]
+    event = json.loads(message["Body"])
     assert event["id"] == delivery.event_id
     assert event["detail"]["name"] == ACTIVE
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes == {
+        "RULE_ARN": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{DESIRED_RULE}",
+        "TARGET_ARN": DEPLOY_FUNCTION,
+        "ERROR_CODE": "RuntimeError",
+        "ERROR_MESSAGE": "RuntimeError: function error",
+        "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
+        "RETRY_ATTEMPTS": "3",
+    }
 
 
 def test_a_target_that_recovers_on_a_retry_succeeds(account, templates):
@@ -1135,8 +1152,13 @@ def test_a_refused_start_is_retried_by_the_policy_then_dead_lettered():
     assert (delivery.outcome, delivery.attempts, delivery.sent_to_dead_letter) == ("failed", 3, True)
     assert delivery.error is not None
     assert "ThrottlingException" in delivery.error
-    ((rule_name, event, error),) = dead
-    assert (rule_name, event["detail-type"], error) == ("to-machine", "Scheduled Event", delivery.error)
+    ((letter,),) = dead
+    assert (letter.rule, letter.event["detail-type"], letter.error) == (
+        "to-machine",
+        "Scheduled Event",
+        delivery.error,
+    )
+    assert (letter.error_code, letter.attempts, letter.target_arn) == ("ThrottlingException", 3, MACHINE_ARN)
 
 
 def test_an_input_that_cannot_be_built_fails_the_delivery_without_attempts():
