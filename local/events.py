@@ -18,9 +18,23 @@ and does the service's part (``EventDispatcher``):
     e.g. another caller's ``DescribeEndpoint`` saw it first). An endpoint that appears emits its
     status; one that is gone emits ``DELETING``, the last state the service reports for it.
 
+  - ``aws.s3`` / ``Object Created`` with exact bucket names in ``detail.bucket.name``, for a
+    bucket of the templates whose EventBridge notifications are on
+    (``NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled``; S3 sends no
+    events for any other bucket, so neither does this): the bucket is listed
+    (``ListObjectsV2``) under the prefixes the rules' ``detail.object.key`` conditions name
+    (an exact key, or a ``prefix``; any other condition, or none, lists the whole bucket), at
+    most every ``s3_poll_seconds``. A key that appears, or whose ETag or LastModified changed
+    (overwritten), is an ``Object Created`` event with S3's detail (``version``,
+    ``bucket.name``, ``object.key``/``size``/``etag``/``version-id`` (versioned buckets, from
+    ``HeadObject``)/``sequencer``, ``request-id``, ``requester``, ``source-ip-address``,
+    ``reason``), dated by the object's LastModified, in LastModified order. ``reason`` is
+    ``PutObject``: polling cannot tell a copy or a multipart upload from a put. Deletions are
+    not emitted (``Object Deleted`` is no rule's pattern here).
+
   **The first ``poll`` only records the baseline**: what exists at start-up is not an event.
-  Other sources (S3 ``Object Created``, CloudTrail events, ...) are not emitted locally; a
-  caller injects them with ``emit``.
+  Other sources (CloudTrail events, a bucket named by a prefix, ...) are not emitted locally;
+  a caller injects them with ``emit``.
 - **Events** have the service's envelope (``version``, ``id``, ``detail-type``, ``source``,
   ``account``, ``time``, ``region``, ``resources``, ``detail``). The SageMaker detail is the
   service's too, which is *not* ``DescribeEndpoint``'s: ``EndpointStatus`` is upper snake case
@@ -29,18 +43,27 @@ and does the service's part (``EventDispatcher``):
   ``wildcard``, ``anything-but`` (values, or a ``prefix``/``suffix``/``equals-ignore-case``/
   ``wildcard``), ``exists``, ``numeric``, ``cidr`` and ``$or``; an array in the event matches if
   an element does. Only ``ENABLED`` rules on the default event bus receive events.
-- **Targets**: Lambda functions (``Fn::GetAtt [Function, Arn]``) are invoked with the event, or
-  with the target's ``Input`` / ``InputPath``; other target types, and ``InputTransformer``, are
-  listed as not supported and recorded as such when an event matches.
-- **Retries and dead letters**: a target that raises is retried at once (no back-off) up to its
+- **Targets**: Lambda functions (``Fn::GetAtt [Function, Arn]``) are invoked (``invoke``) and
+  state machines (``Ref`` of an ``AWS::StepFunctions::StateMachine``, which is its ARN, with the
+  target's ``RoleArn``) get a ``StartExecution`` named by a new UUID, as EventBridge names them.
+  Either receives the event, or the target's ``Input`` / ``InputPath`` / ``InputTransformer``
+  (``shared.eventbridge``: EventBridge's substitution rules). Other target types are listed as
+  not supported and recorded as such when an event matches. A state machine target without a
+  ``RoleArn`` is started but flagged (AWS refuses such a target).
+- **Retries and dead letters**: a target that raises (a function's error, a refused
+  ``StartExecution``; an input the transformer cannot build fails at once) is retried at once
+  (no back-off) up to its
   ``RetryPolicy.MaximumRetryAttempts`` (AWS's default, 185, when there is no policy), capped at
   ``max_retries``; then the delivery is failed and, if the target has a ``DeadLetterConfig``,
-  handed to ``dead_letter(rule name, event, error)`` (the stage can send it to the queue).
+  handed to ``dead_letter(DeadLetter)``; ``sqs_dead_letters`` sends it to the target's queue
+  as EventBridge does (the event as the body; ``RULE_ARN``, ``TARGET_ARN``, ``ERROR_CODE``,
+  ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION`` and ``RETRY_ATTEMPTS`` as message attributes).
   ``MaximumEventAgeInSeconds`` is not enforced (nothing waits).
 - **Schedules** (``ScheduleExpression``): ``rate(...)`` rules run on the clock when the caller
   calls ``run_due_schedules`` (the first run one period after the dispatcher starts, as a new
   rule's first run comes one period after its creation); ``cron(...)`` rules do not run on a
-  timer here. ``run_schedule(rule)`` sends any schedule rule's ``Scheduled Event`` on demand.
+  timer here. ``run_schedule(rule)`` sends any schedule rule's ``Scheduled Event`` on demand
+  (``mlpipe events run-schedule`` starts a schedule's targets on any stage).
 
 Simplification to know of: EventBridge invokes Lambda asynchronously, so in AWS a function
 *error* is retried by Lambda's asynchronous invocation (two retries by default) and goes to the
@@ -59,6 +82,7 @@ import ipaddress
 import json
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,7 +90,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from shared.eventbridge import TargetInputError, check_target_input, target_input
+
 DEFAULT_BUS = "default"
+STATE_MACHINE_TYPE = "AWS::StepFunctions::StateMachine"
 AWS_DEFAULT_RETRY_ATTEMPTS = 185  # EventBridge's MaximumRetryAttempts without a RetryPolicy
 AWS_DEFAULT_EVENT_AGE_SECONDS = 86_400
 MAX_LOCAL_RETRIES = 5  # retries are immediate locally: more than a few only repeat a deterministic error
@@ -74,6 +101,9 @@ MAX_LOCAL_RETRIES = 5  # retries are immediate locally: more than a few only rep
 SSM_SOURCE, SSM_DETAIL_TYPE = "aws.ssm", "Parameter Store Change"
 SAGEMAKER_SOURCE, ENDPOINT_DETAIL_TYPE = "aws.sagemaker", "SageMaker Endpoint State Change"
 SCHEDULE_SOURCE, SCHEDULE_DETAIL_TYPE = "aws.events", "Scheduled Event"
+S3_SOURCE, OBJECT_CREATED = "aws.s3", "Object Created"
+S3_REASON = "PutObject"  # what polling can tell: an object appeared or changed
+LOCAL_SOURCE_IP = "127.0.0.1"
 
 _ENABLED_STATES = frozenset({"ENABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"})
 _NUMERIC_OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -83,7 +113,6 @@ _NUMERIC_OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b,
     ">": lambda a, b: a > b,
 }
-_INPUT_PATH = re.compile(r"^\$(\.[A-Za-z0-9_-]+)*$")
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
 _SSM_NAME_FILTER_VALUES = 50  # DescribeParameters takes at most 50 names per filter
@@ -105,6 +134,15 @@ class TargetSpec:
     maximum_event_age_seconds: int
     dead_letter_arn: str | None  # the ``DeadLetterConfig`` queue as the template names it
     invoke_permission: bool  # a lambda:InvokeFunction permission for events.amazonaws.com is in the templates
+    state_machine_logical_id: str | None = None  # the state machine's logical id (a Step Functions target)
+    dead_letter_logical_id: str | None = None  # the dead-letter queue's logical id (``GetAtt Queue.Arn``)
+    role_arn: str | None = None  # ``RoleArn`` as the template names it (EventBridge assumes it)
+    input_transformer: dict[str, Any] | None = None  # ``InputTransformer``: paths map and template
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)  # the input keys, as written
+
+    @property
+    def kind(self) -> str:
+        return "state machine" if self.state_machine_logical_id is not None else "function"
 
 
 @dataclass(frozen=True)
@@ -189,15 +227,19 @@ def _target(
         if referenced is not None and resources.get(referenced, {}).get("Type") == "AWS::Lambda::Function"
         else None
     )
+    machine = _referenced(arn) if function is None else None
+    if machine is not None and resources.get(machine, {}).get("Type") != STATE_MACHINE_TYPE:
+        machine = None
     unsupported = None
-    if function is None:
-        unsupported = "only Lambda functions of the templates are invoked locally"
-    elif "InputTransformer" in target:
-        unsupported = "InputTransformer is not supported locally"
-    elif "InputPath" in target and not _INPUT_PATH.match(str(target["InputPath"])):
-        unsupported = f"InputPath {target['InputPath']!r}: only $ and $.a.b paths are supported locally"
-    elif "Input" in target and not isinstance(target["Input"], str):
-        unsupported = "Input is not a literal JSON string"
+    if function is None and machine is None:
+        unsupported = "only Lambda functions and state machines of the templates are started locally"
+    else:
+        try:
+            check_target_input(target)
+        except TargetInputError as err:
+            unsupported = str(err)
+    role = target.get("RoleArn")
+    transformer = target.get("InputTransformer")
     retry = target.get("RetryPolicy")
     dead_letter = target.get("DeadLetterConfig", {}).get("Arn")
     return TargetSpec(
@@ -215,6 +257,11 @@ def _target(
         dead_letter_arn=None if dead_letter is None else describe_value(dead_letter),
         invoke_permission=function is not None
         and bool({(function, None), (function, rule_logical_id)} & permissions),
+        dead_letter_logical_id=None if dead_letter is None else _get_att(dead_letter, "Arn"),
+        state_machine_logical_id=machine,
+        role_arn=None if role is None else describe_value(role),
+        input_transformer=dict(transformer) if isinstance(transformer, Mapping) else None,
+        settings={k: target[k] for k in ("Input", "InputPath", "InputTransformer") if k in target},
     )
 
 
@@ -248,6 +295,42 @@ def event_rules(templates: Mapping[str, Mapping[str, Any]]) -> list[RuleSpec]:
                 )
             )
     return rules
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    stack_name: str
+    logical_id: str
+    name: str | None  # ``BucketName``; None when CloudFormation names the bucket
+    eventbridge: bool  # ``NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled``
+    versioned: bool
+
+
+def _true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def event_buckets(templates: Mapping[str, Mapping[str, Any]]) -> list[BucketSpec]:
+    """Every ``AWS::S3::Bucket`` of the templates, and whether S3 sends its events to EventBridge."""
+    buckets = []
+    for stack_name, template in templates.items():
+        for logical_id, resource in template.get("Resources", {}).items():
+            if resource.get("Type") != "AWS::S3::Bucket":
+                continue
+            props = resource.get("Properties", {})
+            notifications = props.get("NotificationConfiguration", {})
+            eventbridge = notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled")
+            name = props.get("BucketName")
+            buckets.append(
+                BucketSpec(
+                    stack_name=stack_name,
+                    logical_id=logical_id,
+                    name=name if isinstance(name, str) else None,
+                    eventbridge=_true(eventbridge),
+                    versioned=props.get("VersioningConfiguration", {}).get("Status") == "Enabled",
+                )
+            )
+    return buckets
 
 
 def rate_seconds(expression: str | None) -> float | None:
@@ -456,14 +539,57 @@ class Delivery:
 
     rule: str
     target_id: str
-    function: str | None  # the physical function name; None when the target is not invoked
+    function: str | None  # the physical function name; None when no function is invoked
     event_id: str
     detail_type: str
     outcome: Outcome
-    attempts: int  # invocations made (0 for an unsupported target)
+    attempts: int  # invocations or StartExecution calls made (0 for an unsupported target)
     error: str | None = None  # the last attempt's error, or why the target is not supported
     sent_to_dead_letter: bool = False
-    result: Any = field(default=None, compare=False)  # what the function returned
+    # what the function returned, or StartExecution's executionArn, name and startDate
+    result: Any = field(default=None, compare=False)
+    state_machine: str | None = None  # the state machine's ARN (a Step Functions target)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a target did not take after its retries, for the target's dead-letter queue."""
+
+    rule: str
+    rule_arn: str
+    target: TargetSpec
+    target_arn: str | None  # the physical function name or state machine ARN; None if not resolved
+    event: dict[str, Any]
+    error_code: str
+    error: str
+    attempts: int
+
+
+def sqs_dead_letters(sqs: Any, resolve: Callable[[str], str]) -> Callable[[DeadLetter], None]:
+    """A ``dead_letter`` that sends to the target's queue (``resolve``: its logical id -> queue URL)."""
+
+    def send(letter: DeadLetter) -> None:
+        queue = letter.target.dead_letter_logical_id
+        if queue is None:
+            raise ValueError(
+                f"{letter.rule}: dead-letter queue {letter.target.dead_letter_arn} is not in the templates"
+            )
+        attributes = {
+            "RULE_ARN": letter.rule_arn,
+            "TARGET_ARN": letter.target_arn or letter.target.arn,
+            "ERROR_CODE": letter.error_code,
+            "ERROR_MESSAGE": letter.error,
+            "RETRY_ATTEMPTS": str(max(0, letter.attempts - 1)),
+        }
+        if letter.attempts:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = "MaximumRetryAttempts"
+        sqs.send_message(
+            QueueUrl=resolve(queue),
+            MessageBody=json.dumps(letter.event),
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+        )
+
+    return send
 
 
 @dataclass(frozen=True)
@@ -472,6 +598,50 @@ class _Parameter:
     modified: Any
     type: str
     description: str
+
+
+@dataclass(frozen=True)
+class _Object:
+    etag: str
+    modified: datetime
+    size: int
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """A bucket the S3 source lists, and the key prefixes ("" for the whole bucket)."""
+
+    bucket: str
+    versioned: bool
+    prefixes: tuple[str, ...]
+
+
+def _key_prefixes(conditions: Any) -> list[str]:
+    """The prefixes to list for a pattern's ``detail.object.key`` conditions ([""] for the whole bucket)."""
+    if not isinstance(conditions, list) or not conditions:
+        return [""]
+    prefixes = []
+    for condition in conditions:
+        if isinstance(condition, str):
+            prefixes.append(condition)
+        elif (
+            isinstance(condition, Mapping)
+            and set(condition) == {"prefix"}
+            and isinstance(condition["prefix"], str)
+        ):
+            prefixes.append(condition["prefix"])
+        else:  # suffix, wildcard, anything-but, exists, ...: any key of the bucket may match
+            return [""]
+    return prefixes
+
+
+def _minimal(prefixes: Sequence[str]) -> tuple[str, ...]:
+    """The prefixes without those another one covers (each key is listed once)."""
+    kept: list[str] = []
+    for prefix in sorted(set(prefixes)):
+        if not any(prefix.startswith(other) for other in kept):
+            kept.append(prefix)
+    return tuple(kept)
 
 
 @dataclass(frozen=True)
@@ -519,34 +689,51 @@ class EventDispatcher:
         *,
         ssm: Any,
         sagemaker: Any,
+        s3: Any,
+        stepfunctions: Any,
         invoke: Callable[[str, dict[str, Any]], Any],
-        resolve_function: Callable[[str], str],
+        resolve: Callable[[str], str],
         account: str,
         region: str,
+        buckets: Sequence[BucketSpec] = (),
         clock: Callable[[], datetime] = _now,
-        dead_letter: Callable[[str, dict[str, Any], str], None] | None = None,
+        dead_letter: Callable[[DeadLetter], None] | None = None,
         max_retries: int = MAX_LOCAL_RETRIES,
         log: Callable[[str], None] | None = None,
         history: int = 500,
+        s3_poll_seconds: float = 0.0,
     ) -> None:
+        """``resolve(logical id)`` is the physical id of a template resource (a function's name, a
+        state machine's ARN, a bucket's name); ``buckets`` are the templates' (``event_buckets``).
+        """
         self.rules = tuple(rules)
-        self.ssm, self.sagemaker = ssm, sagemaker
-        self.invoke, self.resolve_function = invoke, resolve_function
+        self.ssm, self.sagemaker, self.s3, self.stepfunctions = ssm, sagemaker, s3, stepfunctions
+        self.invoke, self.resolve = invoke, resolve
         self.account, self.region = account, region
         self.clock, self.dead_letter, self.log = clock, dead_letter, log
         self.max_retries = max_retries
+        self.s3_poll_seconds = s3_poll_seconds
         self._lock = threading.RLock()
         self._history: deque[Delivery] = deque(maxlen=history)
         self._not_driven: dict[str, str] = {}  # rule name -> why it receives no events
         self._listens: dict[str, list[str]] = {}  # rule name -> what it listens to
+        self._buckets = self._bucket_names(buckets)
         parameters: dict[str, None] = {}
         endpoints: dict[str, None] = {}
+        objects: dict[str, list[str]] = {}  # bucket -> key prefixes
         for rule in self.rules:
-            self._listens[rule.name] = self._derive_sources(rule, parameters, endpoints)
+            self._listens[rule.name] = self._derive_sources(rule, parameters, endpoints, objects)
         self.parameters = tuple(parameters)  # watched, in rule order
         self.endpoints = tuple(endpoints)
+        self.watched_buckets = tuple(
+            _Watch(bucket, self._buckets[bucket].versioned, _minimal(prefixes))
+            for bucket, prefixes in objects.items()
+        )
         self._parameter_state: dict[str, _Parameter | None] | None = None  # None until the baseline
         self._endpoint_state: dict[str, _Endpoint | None] | None = None
+        self._object_state: dict[str, dict[str, _Object]] | None = None
+        self._objects_read_at = float("-inf")  # time.monotonic() of the last listing
+        self._sequence = 0
         started = self.clock().timestamp()
         self._next_runs = {  # rate rule -> when it runs next (epoch seconds)
             rule.name: started + period
@@ -556,18 +743,39 @@ class EventDispatcher:
 
     # --- what each rule listens to
 
+    def _bucket_names(self, buckets: Sequence[BucketSpec]) -> dict[str, BucketSpec]:
+        """Bucket name -> its template's bucket (a name CloudFormation generates is resolved)."""
+        named = {}
+        for bucket in buckets:
+            name = bucket.name
+            if name is None:
+                with contextlib.suppress(Exception):  # not deployed: no rule can name it exactly either
+                    name = self.resolve(bucket.logical_id)
+            if name is not None:
+                named[name] = bucket
+        return named
+
+    @staticmethod
+    def _schedule_line(rule: RuleSpec) -> str:
+        state = "" if rule.enabled else f", {rule.state}"
+        period = rate_seconds(rule.schedule_expression)
+        if not rule.enabled:
+            how = "not driven (run_schedule sends nothing while it is disabled)"
+        elif period is not None:
+            how = f"runs every {period:g} s (run_due_schedules)"
+        else:
+            how = "on demand only (mlpipe events run-schedule, run_schedule): cron is not on a timer here"
+        return f"schedule {rule.schedule_expression}{state}: {how}"
+
     def _derive_sources(
-        self, rule: RuleSpec, parameters: dict[str, None], endpoints: dict[str, None]
+        self,
+        rule: RuleSpec,
+        parameters: dict[str, None],
+        endpoints: dict[str, None],
+        objects: dict[str, list[str]],
     ) -> list[str]:
         if rule.schedule_expression is not None and rule.event_pattern is None:
-            state = "" if rule.enabled else f", {rule.state}"
-            period = rate_seconds(rule.schedule_expression)
-            how = (
-                f"runs every {period:g} s (run_due_schedules)"
-                if period is not None and rule.enabled
-                else "not driven (run on demand with run_schedule)"
-            )
-            self._not_driven[rule.name] = f"schedule {rule.schedule_expression}{state}: {how}"
+            self._not_driven[rule.name] = self._schedule_line(rule)  # no events: its own clock
             return []
         if not rule.enabled:
             self._not_driven[rule.name] = f"not driven ({rule.state})"
@@ -603,10 +811,46 @@ class EventDispatcher:
                 if not isinstance(conditions, list) or len(names) < len(conditions):
                     # no name, or a prefix/anything-but: which resources to read is not known
                     listens.append(f"{detail_type} not named exactly in detail.{key}: not polled (use emit)")
+            if S3_SOURCE in sources and OBJECT_CREATED in detail_types:
+                found, lines = self._derive_objects(detail, objects)
+                polled = polled or found
+                listens += lines
             if not polled:
                 what = json.dumps({k: branch[k] for k in ("source", "detail-type") if k in branch})
                 listens.append(f"{what}: not emitted locally (inject with emit)")
         return listens
+
+    def _derive_objects(
+        self, detail: Mapping[str, Any], objects: dict[str, list[str]]
+    ) -> tuple[bool, list[str]]:
+        """The buckets and prefixes an ``Object Created`` branch needs listed, and its start-up lines."""
+        bucket: Mapping[str, Any] = detail["bucket"] if isinstance(detail.get("bucket"), Mapping) else {}
+        names = _exact_strings(bucket.get("name"))
+        conditions = bucket.get("name")
+        lines = []
+        if not isinstance(conditions, list) or len(names) < len(conditions):
+            lines.append(f"{OBJECT_CREATED} not named exactly in detail.bucket.name: not polled (use emit)")
+        obj: Mapping[str, Any] = detail["object"] if isinstance(detail.get("object"), Mapping) else {}
+        prefixes = _key_prefixes(obj.get("key"))
+        polled = False
+        for name in names:
+            spec = self._buckets.get(name)
+            if spec is None:
+                lines.append(
+                    f"{S3_SOURCE} {OBJECT_CREATED} in {name}: not a bucket of the templates, not polled"
+                )
+                continue
+            if not spec.eventbridge:
+                lines.append(
+                    f"{S3_SOURCE} {OBJECT_CREATED} in {name}: its EventBridge notifications are off "
+                    "(S3 sends no events), not polled"
+                )
+                continue
+            objects.setdefault(name, []).extend(prefixes)
+            polled = True
+            under = ", ".join(p or "(whole bucket)" for p in _minimal(prefixes))
+            lines.append(f"{S3_SOURCE} {OBJECT_CREATED} in {name} under {under} (polled)")
+        return polled, lines
 
     def describe(self) -> list[str]:
         """Start-up lines: each rule, what drives it, its targets; and the rules that are not driven."""
@@ -620,15 +864,16 @@ class EventDispatcher:
         return lines
 
     def _describe_target(self, target: TargetSpec) -> str:
-        if target.unsupported is not None or target.function_logical_id is None:
+        logical_id = target.function_logical_id or target.state_machine_logical_id
+        if target.unsupported is not None or logical_id is None:
             return f"{target.target_id} {target.arn}: not invoked ({target.unsupported})"
         try:
-            physical = self.resolve_function(target.function_logical_id)
+            physical = self.resolve(logical_id)
         except Exception:  # described here; a delivery reports the error
             physical = "not resolved"
         retries = min(target.maximum_retry_attempts, self.max_retries)
         parts = [
-            f"function {physical} [{target.function_logical_id}]",
+            f"{target.kind} {physical} [{logical_id}]",
             f"retries {retries}"
             + (
                 f" (template: {target.maximum_retry_attempts})"
@@ -641,7 +886,15 @@ class EventDispatcher:
             parts.append("constant Input")
         if target.input_path is not None:
             parts.append(f"InputPath {target.input_path}")
-        if not target.invoke_permission:
+        if target.input_transformer is not None:
+            parts.append(f"InputTransformer {target.input_transformer.get('InputTemplate')}")
+        if target.state_machine_logical_id is not None:
+            parts.append(
+                f"role {target.role_arn}"
+                if target.role_arn
+                else "WARNING: no RoleArn (AWS refuses a Step Functions target without one)"
+            )
+        elif not target.invoke_permission:
             parts.append(
                 "WARNING: no permission for events.amazonaws.com in the templates (AWS would not deliver)"
             )
@@ -672,7 +925,8 @@ class EventDispatcher:
         }
 
     def poll(self) -> list[Delivery]:
-        """Read the watched parameters and endpoints; deliver an event for each change since the last poll.
+        """Read the watched parameters, endpoints and buckets; deliver an event for each change since
+        the last poll (buckets are listed at most every ``s3_poll_seconds``).
 
         The first poll records the baseline and delivers nothing. If reading fails, the state stays
         as it was, so the next poll reports the change.
@@ -680,19 +934,26 @@ class EventDispatcher:
         with self._lock:
             parameters = self._read_parameters()
             endpoints = self._read_endpoints()
+            now = time.monotonic()
+            due = self._object_state is None or now - self._objects_read_at >= self.s3_poll_seconds
+            objects = self._read_objects() if due else self._object_state
             events: list[dict[str, Any]] = []
             if self._parameter_state is not None:
                 events += self._parameter_events(self._parameter_state, parameters)
             if self._endpoint_state is not None:
                 events += self._endpoint_events(self._endpoint_state, endpoints)
+            if self._object_state is not None and objects is not None and due:
+                events += self._object_events(self._object_state, objects)
             self._parameter_state, self._endpoint_state = parameters, endpoints
+            if due:
+                self._object_state, self._objects_read_at = objects, now
             deliveries = []
             for event in events:
                 deliveries += self._dispatch(event)
             return deliveries
 
     def emit(self, event: dict[str, Any]) -> list[Delivery]:
-        """Put an event on the default bus (e.g. an S3 notification); returns its deliveries."""
+        """Put an event on the default bus (e.g. an alarm state change); returns its deliveries."""
         with self._lock:
             return self._dispatch(event)
 
@@ -704,8 +965,7 @@ class EventDispatcher:
                 raise ValueError(f"{rule_name!r} is not a schedule rule of the templates")
             if not rule.enabled:
                 return []
-            arn = f"arn:aws:events:{self.region}:{self.account}:rule/{rule.name}"
-            event = self.envelope(SCHEDULE_SOURCE, SCHEDULE_DETAIL_TYPE, {}, [arn])
+            event = self.envelope(SCHEDULE_SOURCE, SCHEDULE_DETAIL_TYPE, {}, [self.rule_arn(rule)])
             return self._deliver(rule, event)
 
     @contextlib.contextmanager
@@ -727,6 +987,74 @@ class EventDispatcher:
                 self._next_runs[rule.name] = due + period * (1 + int((now - due) // period))
                 deliveries += self.run_schedule(rule.name)
         return deliveries
+
+    # --- S3 objects
+
+    def _read_objects(self) -> dict[str, dict[str, _Object]]:
+        found: dict[str, dict[str, _Object]] = {}
+        for watch in self.watched_buckets:
+            listed: dict[str, _Object] = {}
+            for prefix in watch.prefixes:
+                request: dict[str, Any] = {"Bucket": watch.bucket, "Prefix": prefix}
+                while True:
+                    try:
+                        page = self.s3.list_objects_v2(**request)
+                    except Exception as err:
+                        if _error_code(err) == "NoSuchBucket":  # not (yet) there: nothing in it
+                            break
+                        raise
+                    for item in page.get("Contents", []):
+                        listed[item["Key"]] = _Object(
+                            etag=str(item.get("ETag", "")).strip('"'),
+                            modified=item["LastModified"],
+                            size=int(item.get("Size", 0)),
+                        )
+                    if not page.get("IsTruncated"):
+                        break
+                    request["ContinuationToken"] = page["NextContinuationToken"]
+            found[watch.bucket] = listed
+        return found
+
+    def _object_event(self, watch: _Watch, key: str, obj: _Object) -> dict[str, Any]:
+        self._sequence += 1
+        millis = int(obj.modified.timestamp() * 1000)
+        described: dict[str, Any] = {"key": key, "size": obj.size, "etag": obj.etag}
+        if watch.versioned:
+            try:
+                version = self.s3.head_object(Bucket=watch.bucket, Key=key).get("VersionId")
+            except Exception as err:  # gone again since the listing: created all the same
+                if _error_code(err) not in {"404", "NoSuchKey", "NotFound"}:
+                    raise
+                version = None
+            if version:
+                described["version-id"] = version
+        described["sequencer"] = f"{millis:012X}{self._sequence:06X}"
+        detail = {
+            "version": "0",
+            "bucket": {"name": watch.bucket},
+            "object": described,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": self.account,
+            "source-ip-address": LOCAL_SOURCE_IP,
+            "reason": S3_REASON,
+        }
+        event = self.envelope(S3_SOURCE, OBJECT_CREATED, detail, [f"arn:aws:s3:::{watch.bucket}"])
+        event["time"] = obj.modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return event
+
+    def _object_events(
+        self, before: Mapping[str, Mapping[str, _Object]], now: Mapping[str, Mapping[str, _Object]]
+    ) -> list[dict[str, Any]]:
+        """An ``Object Created`` for each key that appeared or changed, oldest first."""
+        changed = []
+        for watch in self.watched_buckets:
+            previous = before.get(watch.bucket, {})
+            for key, obj in now.get(watch.bucket, {}).items():
+                old = previous.get(key)
+                if old is None or (old.etag, old.modified) != (obj.etag, obj.modified):
+                    changed.append((obj.modified, key, watch, obj))
+        changed.sort(key=lambda item: (item[0], item[1]))
+        return [self._object_event(watch, key, obj) for _, key, watch, obj in changed]
 
     # --- SSM parameters
 
@@ -847,29 +1175,43 @@ class EventDispatcher:
         self._history.extend(deliveries)
         if self.log is not None:
             for d in deliveries:
-                to = d.function or d.target_id
+                to = d.function or d.state_machine or d.target_id
                 result = f"{d.outcome} after {d.attempts} attempt(s)" + (f": {d.error}" if d.error else "")
                 self.log(f"{d.detail_type} {d.event_id} -> {d.rule} -> {to}: {result}")
         return deliveries
 
-    def _payload(self, target: TargetSpec, event: dict[str, Any]) -> Any:
-        if target.input is not None:
-            return json.loads(target.input)
-        if target.input_path is not None:
-            payload: Any = event
-            for part in target.input_path.split(".")[1:]:
-                payload = payload.get(part) if isinstance(payload, Mapping) else None
-            return payload
-        return event
+    def rule_arn(self, rule: RuleSpec) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{rule.name}"
+
+    def _payload(self, rule: RuleSpec, target: TargetSpec, event: dict[str, Any]) -> Any:
+        return target_input(
+            target.settings,
+            event,
+            rule_name=rule.name,
+            rule_arn=self.rule_arn(rule),
+            ingestion_time=self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+
+    def _start_execution(self, state_machine: str, payload: Any) -> dict[str, Any]:
+        """``StartExecution`` as EventBridge makes it: a new UUID for the name, the input as JSON."""
+        started = self.stepfunctions.start_execution(
+            stateMachineArn=state_machine, name=str(uuid.uuid4()), input=json.dumps(payload)
+        )
+        return {
+            "executionArn": started["executionArn"],
+            "name": started["executionArn"].rsplit(":", 1)[-1],
+            "startDate": str(started.get("startDate", "")),
+        }
 
     def _deliver_to(self, rule: RuleSpec, target: TargetSpec, event: dict[str, Any]) -> Delivery:
-        function: str | None = None
+        resolved: dict[str, str | None] = {"function": None, "state_machine": None}
 
         def delivery(outcome: Outcome, attempts: int, error: str | None, **extra: Any) -> Delivery:
             return Delivery(
                 rule=rule.name,
                 target_id=target.target_id,
-                function=function,
+                function=resolved["function"],
+                state_machine=resolved["state_machine"],
                 event_id=str(event.get("id", "")),
                 detail_type=str(event.get("detail-type", "")),
                 outcome=outcome,
@@ -878,37 +1220,60 @@ class EventDispatcher:
                 **extra,
             )
 
-        if target.unsupported is not None or target.function_logical_id is None:
+        logical_id = target.function_logical_id or target.state_machine_logical_id
+        if target.unsupported is not None or logical_id is None:
             return delivery("unsupported", 0, target.unsupported)
-        attempts, error = 0, ""
+        attempts, error, code = 0, "", ""
         try:
-            function = self.resolve_function(target.function_logical_id)
-            payload = self._payload(target, event)
-        except Exception as err:  # a target that cannot be reached is a failed delivery
-            error = f"{type(err).__name__}: {err}"
+            physical = self.resolve(logical_id)
+            payload = self._payload(rule, target, event)
+        except Exception as err:  # a target that cannot be reached, an input that cannot be built
+            error, code = f"{type(err).__name__}: {err}", _error_code(err) or type(err).__name__
         else:
+            if target.function_logical_id is not None:
+                resolved["function"] = physical
+            else:
+                resolved["state_machine"] = physical
             for _ in range(1 + max(0, min(target.maximum_retry_attempts, self.max_retries))):
                 attempts += 1
                 try:
-                    result = self.invoke(function, payload)
-                except Exception as err:  # the function's error is the delivery's outcome
-                    error = f"{type(err).__name__}: {err}"
+                    if target.function_logical_id is not None:
+                        result = self.invoke(physical, payload)
+                    else:
+                        result = self._start_execution(physical, payload)
+                except Exception as err:  # the function's error, a refused StartExecution
+                    error, code = f"{type(err).__name__}: {err}", _error_code(err) or type(err).__name__
                 else:
                     return delivery("succeeded", attempts, None, result=result)
         dead_lettered = target.dead_letter_arn is not None
         if dead_lettered and self.dead_letter is not None:
-            self.dead_letter(rule.name, event, error)
+            self.dead_letter(
+                DeadLetter(
+                    rule=rule.name,
+                    rule_arn=self.rule_arn(rule),
+                    target=target,
+                    target_arn=resolved["function"] or resolved["state_machine"],
+                    event=event,
+                    error_code=code,
+                    error=error,
+                    attempts=attempts,
+                )
+            )
         return delivery("failed", attempts, error, sent_to_dead_letter=dead_lettered)
 
 
 __all__ = [
+    "BucketSpec",
+    "DeadLetter",
     "Delivery",
     "EventDispatcher",
     "RuleSpec",
     "TargetSpec",
     "check_pattern",
+    "event_buckets",
     "event_rules",
     "event_status",
     "matches",
     "rate_seconds",
+    "sqs_dead_letters",
 ]

@@ -19,7 +19,9 @@ What runs, all started here and stopped on exit:
    API key, request validation and any stage cache from the template); the Kinesis consumer behind
    ``local.kinesis_poller`` (the mapping's settings from the emulated account).
 6. **Events**: ``local.events`` drives the templates' EventBridge rules (desired-state changes
-   and endpoint state changes invoke the deploy function).
+   and endpoint state changes invoke the deploy function; objects created under the batch input
+   prefix start the batch state machine; ``rate(...)`` schedules run on the clock, any schedule
+   on demand with ``mlpipe events run-schedule``).
 
 Boto3 in this process reaches the emulated account through ``AWS_ENDPOINT_URL`` and the router
 through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, so every handler runs its production code path.
@@ -107,6 +109,8 @@ FAILURE_DETAILS = (
 )
 
 
+# the buckets the S3 rules name are listed this often (S3's events reach EventBridge within seconds)
+S3_POLL_SECONDS = 1.0
 # alarms are evaluated this often (their periods are minutes; the integration tests wait on it)
 ALARM_EVALUATION_SECONDS = 10.0
 
@@ -526,10 +530,18 @@ class LocalStage:
             rules,
             ssm=self.session.client("ssm"),
             sagemaker=self.session.client("sagemaker"),
+            s3=self.session.client("s3"),
+            stepfunctions=self.session.client("stepfunctions"),
             invoke=functions.invoke,
-            resolve_function=lambda logical_id: physical[logical_id],
+            resolve=lambda logical_id: physical[logical_id],
             account=self.session.client("sts").get_caller_identity()["Account"],
             region=REGION,
+            buckets=events.event_buckets(templates),
+            s3_poll_seconds=S3_POLL_SECONDS,
+            dead_letter=events.sqs_dead_letters(
+                self.session.client("sqs"), lambda logical_id: physical[logical_id]
+            ),
+            log=self.log,
         )
         dispatcher.poll()  # the baseline: what exists now is not an event
         self.dispatcher = dispatcher
@@ -645,17 +657,12 @@ class LocalStage:
         return [config.resource_name(name) for name in training.FUNCTIONS]
 
     def _attach_batch(self, functions: LocalFunctions) -> None:
-        """The state machines' Lambda tasks call the handlers here; Batch jobs run as processes."""
+        """Lambda ``Invoke`` of the stage's functions (the state machines' Lambda tasks, an operator's
+        ``mlpipe events run-schedule`` of a function target) calls the handlers here; the batch
+        run's Batch jobs and the training runs' SageMaker jobs run as processes."""
         batch = self.batch_outputs
-        names = [
-            batch[BatchOutputs.LIST_FUNCTION_NAME],
-            batch[BatchOutputs.INLINE_FUNCTION_NAME],
-            batch[BatchOutputs.REPORT_FUNCTION_NAME],
-            self.analytics_outputs[AnalyticsOutputs.TAP_FUNCTION_NAME],
-            *self._training_functions(),
-        ]
         stepfunctions_emulator.attach(
-            functions=dict.fromkeys(names, functions.invoke), job_runner=self._run_job
+            functions=dict.fromkeys(functions.functions, functions.invoke), job_runner=self._run_job
         )
         self._stops.append(stepfunctions_emulator.detach)
         # SageMaker training jobs of any state machine run as local processes; their output goes to the log

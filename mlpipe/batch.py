@@ -52,6 +52,23 @@ def run_batch(
         name=f"on-demand-{uuid.uuid4()}",
         input=json.dumps({"bucket": bucket, "prefix": object_key}),
     )["executionArn"]
+    return await_run(session, execution, timeout=timeout, poll_seconds=poll_seconds, started=started)
+
+
+def await_run(
+    session: Any,
+    execution: str,
+    *,
+    timeout: float = 900.0,
+    poll_seconds: float = 0.5,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Wait for the batch run ``execution`` (however it was started) to end; what ``run_batch`` returns.
+
+    ``seconds`` count from ``started`` (``time.monotonic()``; default: now).
+    """
+    s3, sfn = session.client("s3"), session.client("stepfunctions")
+    started = time.monotonic() if started is None else started
     while (description := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
         if time.monotonic() - started > timeout:
             raise BatchRunTimeoutError(f"{execution} still running after {timeout:.0f} s")

@@ -6,6 +6,7 @@
     mlpipe models weights A=0.5 B=0.5 | promote | rollback | retire | status | finish | unlock
     mlpipe ab report --since 24h [--source athena|table] [--output reports/ab]
     mlpipe dashboard [--out dashboard.html] [--hours 3]
+    mlpipe events run-schedule RULE      # a schedule rule's targets started now (e.g. batch-schedule)
 
 Global options (``--stage``, ``--json``, ``--poll-seconds``, ``--timeout-seconds``) are accepted
 anywhere on the line (``mlpipe models weights A=0.9 B=0.1 --json``).
@@ -38,6 +39,7 @@ from pydantic import BaseModel
 
 from mlpipe import ab, dashboard, monitor
 from mlpipe import analytics as analytics_commands
+from mlpipe import events as events_commands
 from mlpipe.ab import SOURCES
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
@@ -148,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     analytics_commands.add_commands(groups)
     monitor.add_parser(groups)
     dashboard.add_parser(groups)
+    events_commands.add_parser(groups)
     return parser
 
 
@@ -431,6 +434,7 @@ def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, 
         "analytics": analytics_commands.run,
         "monitor": monitor.drift,
         "dashboard": dashboard.command,
+        "events": events_commands.run_schedule,
     }.get(args.group)
     if group_command is not None:
         return group_command(args, session)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -14,12 +16,15 @@ from local.events import (
     MAX_LOCAL_RETRIES,
     EventDispatcher,
     check_pattern,
+    event_buckets,
     event_rules,
     event_status,
     matches,
     rate_seconds,
+    sqs_dead_letters,
 )
 from shared.config import get_config
+from shared.eventbridge import TargetInputError, target_input
 from tests.unit.conftest import IMAGE, ROLE
 from tools.deploy_plan import deployment_plan
 from tools.synth import synthesize
@@ -46,6 +51,7 @@ UNWATCHED = "/ml-pipeline/local/models/registry-notes"
 ENDPOINT = "ml-pipeline-endpoint-local-us-east-1"
 ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"
 DEPLOY_FUNCTION = "ml-pipeline-deploy-local-us-east-1"
+MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:machine-physical"
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
 
 
@@ -126,12 +132,14 @@ def dispatcher_for(session, rules, functions, *, sagemaker=None, dead=None, **op
         rules,
         ssm=session.client("ssm"),
         sagemaker=sagemaker or session.client("sagemaker"),
+        s3=session.client("s3"),
+        stepfunctions=session.client("stepfunctions"),
         invoke=functions.invoke,
-        resolve_function=lambda logical_id: names[logical_id],
+        resolve=lambda logical_id: names[logical_id],
         account=ACCOUNT,
         region=REGION,
         clock=lambda: NOW,
-        dead_letter=None if dead is None else lambda *args: dead.append(args),
+        dead_letter=options.pop("dead_letter", None if dead is None else dead.append),
         **options,
     )
 
@@ -140,7 +148,13 @@ def dispatcher_for(session, rules, functions, *, sagemaker=None, dead=None, **op
 def stage_dispatcher(account, templates):
     """The dispatcher as the stage builds it from the synthesized templates, its baseline taken."""
     functions = Functions()
-    dispatcher = dispatcher_for(account, event_rules(templates), functions, names=function_names(templates))
+    dispatcher = dispatcher_for(
+        account,
+        event_rules(templates),
+        functions,
+        names=function_names(templates),
+        buckets=event_buckets(templates),
+    )
     assert dispatcher.poll() == []
     return dispatcher, functions
 
@@ -246,7 +260,9 @@ def test_other_target_types_are_recorded_as_unsupported_with_their_arn():
             to_function("ToFunction"),
             {"Id": "ToQueue", "Arn": {"Fn::GetAtt": ["Queue", "Arn"]}},
             {"Id": "ToLiteral", "Arn": "arn:aws:sns:us-east-1:123456789012:topic"},
-            to_function("Transformed", InputTransformer={"InputTemplate": "<x>"}),
+            to_function(
+                "Reserved", InputTransformer={"InputPathsMap": {"aws.x": "$.id"}, "InputTemplate": "<aws.x>"}
+            ),
             pattern={"source": ["custom"]},
         )
     )
@@ -261,7 +277,7 @@ def test_other_target_types_are_recorded_as_unsupported_with_their_arn():
     assert (literal.function_logical_id, literal.arn) == (None, "arn:aws:sns:us-east-1:123456789012:topic")
     assert transformed.function_logical_id == "Fn"
     assert transformed.unsupported is not None
-    assert "InputTransformer" in transformed.unsupported
+    assert "InputTransformer.InputPathsMap key 'aws.x' may not start with aws." in transformed.unsupported
 
 
 def test_a_function_without_an_events_permission_is_flagged():
@@ -653,9 +669,16 @@ def test_a_failed_read_keeps_the_state_so_the_next_poll_reports_the_change(accou
 
 
 def test_a_failing_target_is_retried_then_dead_lettered(account, templates):
-    functions, dead = Functions(failures=100), list[tuple]()
+    """The dead letter goes to the target's queue as EventBridge sends it: the event, and why."""
+    functions, sqs = Functions(failures=100), account.client("sqs")
+    queue = sqs.create_queue(QueueName="deploy-events-dlq")["QueueUrl"]
+    names = {**function_names(templates), "DeployEventsDeadLetters5B72135B": queue}
     dispatcher = dispatcher_for(
-        account, event_rules(templates), functions, dead=dead, names=function_names(templates)
+        account,
+        event_rules(templates),
+        functions,
+        names=names,
+        dead_letter=sqs_dead_letters(sqs, names.__getitem__),
     )
     dispatcher.poll()
     overwrite(account, ACTIVE, "v2")
@@ -665,10 +688,19 @@ def test_a_failing_target_is_retried_then_dead_lettered(account, templates):
     assert delivery.error == "RuntimeError: function error"
     assert delivery.sent_to_dead_letter
     assert len(functions.calls) == 4
-    ((rule_name, event, error),) = dead
-    assert (rule_name, error) == (DESIRED_RULE, "RuntimeError: function error")
+    (message,) = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"])["Messages"]
+    event = json.loads(message["Body"])
     assert event["id"] == delivery.event_id
     assert event["detail"]["name"] == ACTIVE
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes == {
+        "RULE_ARN": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{DESIRED_RULE}",
+        "TARGET_ARN": DEPLOY_FUNCTION,
+        "ERROR_CODE": "RuntimeError",
+        "ERROR_MESSAGE": "RuntimeError: function error",
+        "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
+        "RETRY_ATTEMPTS": "3",
+    }
 
 
 def test_a_target_that_recovers_on_a_retry_succeeds(account, templates):
@@ -751,13 +783,26 @@ def test_describe_lists_what_each_rule_listens_to_and_its_target(stage_dispatche
         f"runs every {minutes * 60} s (run_due_schedules)"
     )
     assert lines[5].startswith(target)
-    # the batch layer's rules: listed with why they are not driven (runs start with mlpipe batch run)
-    assert lines[6].startswith(
-        f"rule {SCHEDULE_RULE}: schedule {get_config('local').batch.schedule}: not driven"
+    # the batch layer's rules: the daily cron schedule runs on demand; new objects under the input
+    # prefix of the data bucket (EventBridge notifications on) are polled; both start the state machine
+    config = get_config("local")
+    assert lines[6] == (
+        f"rule {SCHEDULE_RULE}: schedule {config.batch.schedule}: "
+        "on demand only (mlpipe events run-schedule, run_schedule): cron is not on a timer here"
     )
-    assert lines[8].startswith(f"rule {INPUT_RULE}: ")
-    assert "not emitted locally" in lines[8]
-    assert all("not invoked" in line for line in (lines[7], lines[9]))
+    machine = "  -> state machine not resolved [RunStateMachine106B9D3D], retries 3, dead letters to Events"
+    assert lines[7].startswith(machine)
+    assert lines[7].endswith("constant Input, role RunStateMachineEventsRoleFC786A36.Arn")
+    assert lines[8] == (
+        f"rule {INPUT_RULE}: aws.s3 Object Created in {config.bucket_name('data')} "
+        f"under {config.batch.input_prefix} (polled)"
+    )
+    assert lines[9].startswith(machine)
+    assert lines[9].endswith(
+        'InputTransformer {"bucket":<detail-bucket-name>,"prefix":<detail-object-key>}, '
+        "role RunStateMachineEventsRoleFC786A36.Arn"
+    )
+    assert not any("not driven" in line or "not emitted" in line for line in lines[6:10])
     # the observability layer's rules: the drift monitor's schedule runs on the clock like the
     # standby check; the Batch job-failed rule's SNS target is not invoked locally
     drift = next(i for i, line in enumerate(lines) if line.startswith(f"rule {DRIFT_RULE}: "))
@@ -780,13 +825,40 @@ def fake_ssm():
     return Ssm()
 
 
+class FakeS3:
+    """No objects anywhere."""
+
+    def list_objects_v2(self, **_: object) -> dict:
+        return {"Contents": [], "IsTruncated": False}
+
+
+class StateMachines:
+    """A Step Functions client that records StartExecution; the first ``failures`` calls are refused."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.started: list[dict] = []
+        self.failures = failures
+
+    def start_execution(self, **request) -> dict:
+        self.started.append(request)
+        if self.failures:
+            self.failures -= 1
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartExecution"
+            )
+        arn = request["stateMachineArn"].replace(":stateMachine:", ":execution:") + f":{request['name']}"
+        return {"executionArn": arn, "startDate": NOW}
+
+
 def dispatcher_for_fakes(rules, functions=None, **options) -> EventDispatcher:
     return EventDispatcher(
         rules,
         ssm=fake_ssm(),
         sagemaker=SageMakerStates(None),
+        s3=options.pop("s3", FakeS3()),
+        stepfunctions=options.pop("stepfunctions", StateMachines()),
         invoke=(functions or Functions()).invoke,
-        resolve_function=lambda logical_id: {"Fn": "fn-physical"}[logical_id],
+        resolve=lambda logical_id: {"Fn": "fn-physical", "Machine": MACHINE_ARN}[logical_id],
         account=ACCOUNT,
         region=REGION,
         **{"clock": lambda: NOW, **options},
@@ -898,3 +970,406 @@ def test_rate_rules_run_once_per_period_from_the_start_and_cron_rules_never_on_t
 )
 def test_rate_seconds(expression, seconds):
     assert rate_seconds(expression) == seconds
+
+
+# --- input transformers (shared.eventbridge) ------------------------------------------------------
+
+S3_EVENT: dict[str, Any] = {
+    "version": "0",
+    "id": "e-1",
+    "detail-type": "Object Created",
+    "source": "aws.s3",
+    "account": ACCOUNT,
+    "time": "2026-11-24T12:00:00Z",
+    "region": REGION,
+    "resources": ["arn:aws:s3:::bucket-1"],
+    "detail": {
+        "bucket": {"name": "bucket-1"},
+        "object": {"key": "batch/input/a.csv", "size": 5, "etag": "abc"},
+        "tags": {"team": "ml"},
+        "quoted": 'say "hi"',
+    },
+}
+PATHS = {
+    "bucket": "$.detail.bucket.name",
+    "key": "$.detail.object.key",
+    "size": "$.detail.object.size",
+    "object": "$.detail.object",
+    "tags": "$.detail.tags",
+    "first": "$.resources[0]",
+    "missing": "$.detail.nothing",
+    "quoted": "$.detail.quoted",
+}
+
+
+def transformed(template: str, paths: dict | None = None):
+    target = {
+        "InputTransformer": {"InputPathsMap": PATHS if paths is None else paths, "InputTemplate": template}
+    }
+    return target_input(
+        target, S3_EVENT, rule_name="r", rule_arn="arn:r", ingestion_time="2026-11-24T12:00:01Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # CDK's RuleTargetInput.from_object with EventFields: bare placeholders, strings quoted
+        ('{"bucket":<bucket>,"prefix":<key>}', {"bucket": "bucket-1", "prefix": "batch/input/a.csv"}),
+        ('{"size": <size>, "object": <object>}', {"size": 5, "object": S3_EVENT["detail"]["object"]}),
+        ("[<first>, <size>]", ["arn:aws:s3:::bucket-1", 5]),
+        # inside a JSON string: the value's text, unescaped; objects lose their quotes
+        ('{"m": "<key> has <size> bytes"}', {"m": "batch/input/a.csv has 5 bytes"}),
+        ('{"m": "tags <tags>"}', {"m": "tags {team:ml}"}),
+        ('{"m": "say \\"<bucket>\\""}', {"m": 'say "bucket-1"'}),
+        # a path that matches nothing: null as a value, nothing inside a string
+        ('{"a": <missing>, "b": "[<missing>]"}', {"a": None, "b": "[]"}),
+        # a <...> that names no variable is text
+        ('{"a": "<other>", "b": <bucket>}', {"a": "<other>", "b": "bucket-1"}),
+        # predefined variables
+        ('{"rule": <aws.events.rule-name>, "arn": "<aws.events.rule-arn>"}', {"rule": "r", "arn": "arn:r"}),
+        ('{"at": <aws.events.event.ingestion-time>}', {"at": "2026-11-24T12:00:01Z"}),
+        ('{"whole": <aws.events.event.json>}', {"whole": S3_EVENT}),
+        (
+            '{"envelope": <aws.events.event>}',
+            {"envelope": {k: v for k, v in S3_EVENT.items() if k != "detail"}},
+        ),
+        # a text template: the target gets the text
+        ("<key> arrived in <bucket>", "batch/input/a.csv arrived in bucket-1"),
+        ("object <object>", "object {key:batch/input/a.csv,size:5,etag:abc}"),
+    ],
+)
+def test_the_input_transformer_fills_the_template_as_eventbridge_does(template, expected):
+    assert transformed(template) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            {"InputTransformer": {"InputPathsMap": PATHS, "InputTemplate": "{<key>: 1}"}},
+            "used as an object key",
+        ),
+        (
+            {"InputTransformer": {"InputPathsMap": {}, "InputTemplate": '{"m": "<aws.events.event.json>"}'}},
+            "only be the value of a JSON field",
+        ),
+        # EventBridge does not escape: a quote inside a string breaks the JSON, the delivery fails
+        (
+            {"InputTransformer": {"InputPathsMap": PATHS, "InputTemplate": '{"m": "<quoted>"}'}},
+            "not valid JSON",
+        ),
+        ({"InputTransformer": {"InputPathsMap": {"k": "$.detail[*]"}, "InputTemplate": "<k>"}}, "JSON path"),
+        ({"InputTransformer": {"InputPathsMap": {"k": "detail.name"}, "InputTemplate": "<k>"}}, "JSON path"),
+        ({"InputTransformer": {"InputPathsMap": {}}}, "InputTemplate is missing"),
+        ({"Input": "{}", "InputPath": "$.detail"}, "one of Input, InputPath and InputTransformer"),
+        ({"Input": "{not json"}, "Input is not valid JSON"),
+        ({"InputPath": "$.detail.bucket[x]"}, "InputPath"),
+    ],
+)
+def test_invalid_target_inputs_are_refused_with_the_field_named(target, message):
+    with pytest.raises(TargetInputError, match=re.escape(message)):
+        target_input(target, S3_EVENT, rule_name="r", rule_arn="arn:r", ingestion_time="t")
+
+
+def test_input_path_reads_dot_and_index_paths():
+    def at(path: str):
+        return target_input({"InputPath": path}, S3_EVENT, rule_name="r", rule_arn="a", ingestion_time="t")
+
+    assert at("$") == S3_EVENT
+    assert at("$.detail.object.key") == "batch/input/a.csv"
+    assert at("$.resources[0]") == "arn:aws:s3:::bucket-1"
+    assert at("$.detail.none") is None
+
+
+# --- state-machine targets ----------------------------------------------------------------------
+
+MACHINE = {"Type": "AWS::StepFunctions::StateMachine", "Properties": {"StateMachineName": "machine-physical"}}
+ROLE_ARN = {"Fn::GetAtt": ["MachineRole", "Arn"]}
+
+
+def to_machine(target_id: str = "M0", **extra) -> dict:
+    return {"Id": target_id, "Arn": {"Ref": "Machine"}, "RoleArn": ROLE_ARN, **extra}
+
+
+def machine_template(*targets: dict, pattern=None, schedule=None) -> dict[str, dict]:
+    templates = hand_template(R=rule("to-machine", *targets, pattern=pattern, schedule=schedule))
+    templates["hand"]["Resources"]["Machine"] = MACHINE
+    return templates
+
+
+TRANSFORMER = {
+    "InputPathsMap": {
+        "detail-bucket-name": "$.detail.bucket.name",
+        "detail-object-key": "$.detail.object.key",
+    },
+    "InputTemplate": '{"bucket":<detail-bucket-name>,"prefix":<detail-object-key>}',
+}
+
+
+def test_a_state_machine_target_starts_an_execution_named_by_a_uuid_with_the_transformed_input():
+    templates = machine_template(
+        to_machine(InputTransformer=TRANSFORMER, RetryPolicy={"MaximumRetryAttempts": 2}),
+        to_function("Fn0", InputTransformer=TRANSFORMER),
+        pattern={"source": ["aws.s3"], "detail-type": ["Object Created"]},
+    )
+    (spec,) = event_rules(templates)
+    machine_target, _ = spec.targets
+    assert (machine_target.state_machine_logical_id, machine_target.function_logical_id) == ("Machine", None)
+    assert (machine_target.role_arn, machine_target.unsupported) == ("MachineRole.Arn", None)
+    machines, functions = StateMachines(), Functions()
+    dispatcher = dispatcher_for_fakes([spec], functions, stepfunctions=machines)
+    assert dispatcher.describe()[1] == (
+        f"  -> state machine {MACHINE_ARN} [Machine], retries 2, no dead-letter queue, InputTransformer "
+        '{"bucket":<detail-bucket-name>,"prefix":<detail-object-key>}, role MachineRole.Arn'
+    )
+    to_machine_delivery, to_function_delivery = dispatcher.emit(S3_EVENT)
+    assert (to_machine_delivery.outcome, to_machine_delivery.attempts) == ("succeeded", 1)
+    assert (to_machine_delivery.state_machine, to_machine_delivery.function) == (MACHINE_ARN, None)
+    ((request,),) = [machines.started]
+    assert request["stateMachineArn"] == MACHINE_ARN
+    assert uuid.UUID(request["name"]).version == 4
+    assert json.loads(request["input"]) == {"bucket": "bucket-1", "prefix": "batch/input/a.csv"}
+    assert to_machine_delivery.result["executionArn"].endswith(
+        f":execution:machine-physical:{request['name']}"
+    )
+    assert to_function_delivery.outcome == "succeeded"
+    assert functions.calls == [("fn-physical", {"bucket": "bucket-1", "prefix": "batch/input/a.csv"})]
+
+
+def test_a_refused_start_is_retried_by_the_policy_then_dead_lettered():
+    templates = machine_template(
+        to_machine(
+            RetryPolicy={"MaximumRetryAttempts": 2},
+            DeadLetterConfig={"Arn": {"Fn::GetAtt": ["Queue", "Arn"]}},
+            Input='{"prefix": "batch/input/"}',
+        ),
+        schedule="cron(0 2 * * ? *)",
+    )
+    dead: list[tuple] = []
+    recovering = StateMachines(failures=1)
+    dispatcher = dispatcher_for_fakes(
+        event_rules(templates), stepfunctions=recovering, dead_letter=lambda *args: dead.append(args)
+    )
+    (delivery,) = dispatcher.run_schedule("to-machine")
+    assert (delivery.outcome, delivery.attempts, delivery.sent_to_dead_letter) == ("succeeded", 2, False)
+    assert [json.loads(r["input"]) for r in recovering.started] == [{"prefix": "batch/input/"}] * 2
+    assert len({r["name"] for r in recovering.started}) == 2, "each attempt a new name"
+    refusing = StateMachines(failures=100)
+    dispatcher = dispatcher_for_fakes(
+        event_rules(templates), stepfunctions=refusing, dead_letter=lambda *args: dead.append(args)
+    )
+    (delivery,) = dispatcher.run_schedule("to-machine")
+    assert (delivery.outcome, delivery.attempts, delivery.sent_to_dead_letter) == ("failed", 3, True)
+    assert delivery.error is not None
+    assert "ThrottlingException" in delivery.error
+    ((letter,),) = dead
+    assert (letter.rule, letter.event["detail-type"], letter.error) == (
+        "to-machine",
+        "Scheduled Event",
+        delivery.error,
+    )
+    assert (letter.error_code, letter.attempts, letter.target_arn) == ("ThrottlingException", 3, MACHINE_ARN)
+
+
+def test_an_input_that_cannot_be_built_fails_the_delivery_without_attempts():
+    templates = machine_template(
+        to_machine(
+            InputTransformer={"InputPathsMap": {"q": "$.detail.quoted"}, "InputTemplate": '{"m": "<q>"}'},
+            DeadLetterConfig={"Arn": {"Fn::GetAtt": ["Queue", "Arn"]}},
+        ),
+        pattern={"source": ["aws.s3"]},
+    )
+    machines, dead = StateMachines(), list[tuple]()
+    dispatcher = dispatcher_for_fakes(
+        event_rules(templates), stepfunctions=machines, dead_letter=lambda *args: dead.append(args)
+    )
+    (delivery,) = dispatcher.emit(S3_EVENT)
+    assert (delivery.outcome, delivery.attempts, delivery.sent_to_dead_letter) == ("failed", 0, True)
+    assert delivery.error is not None
+    assert delivery.error.startswith("TargetInputError: the transformed input is not valid JSON")
+    assert machines.started == []
+    assert len(dead) == 1
+
+
+def test_a_state_machine_target_without_a_role_is_flagged():
+    target = to_machine()
+    del target["RoleArn"]
+    dispatcher = dispatcher_for_fakes(event_rules(machine_template(target, pattern={"source": ["x"]})))
+    assert dispatcher.describe()[1].endswith(
+        "WARNING: no RoleArn (AWS refuses a Step Functions target without one)"
+    )
+
+
+# --- S3 Object Created ----------------------------------------------------------------------------
+
+DATA_BUCKET = "data-bucket"
+
+
+def bucket_template(pattern: dict, *, eventbridge: bool = True) -> dict[str, dict]:
+    templates = hand_template(Created=rule("created", to_function(), pattern=pattern))
+    props: dict = {"BucketName": DATA_BUCKET, "VersioningConfiguration": {"Status": "Enabled"}}
+    if eventbridge:
+        props["NotificationConfiguration"] = {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    templates["hand"]["Resources"]["Data"] = {"Type": "AWS::S3::Bucket", "Properties": props}
+    return templates
+
+
+def created_pattern(*keys) -> dict:
+    detail: dict = {"bucket": {"name": [DATA_BUCKET]}}
+    if keys:
+        detail["object"] = {"key": list(keys)}
+    return {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
+
+
+class CountingS3:
+    """The moto S3 client, counting ListObjectsV2 and recording its prefixes."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.listed: list[str | None] = []
+
+    def list_objects_v2(self, **request):
+        self.listed.append(request.get("Prefix"))
+        return self.client.list_objects_v2(**request)
+
+    def head_object(self, **request):
+        return self.client.head_object(**request)
+
+
+@pytest.fixture
+def data_bucket(aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=DATA_BUCKET)
+    s3.put_bucket_versioning(Bucket=DATA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=DATA_BUCKET, Key="batch/input/old.csv", Body=b"a,b\n1,2\n")
+    return s3
+
+
+def s3_dispatcher(aws, templates, functions, **options) -> tuple[EventDispatcher, CountingS3]:
+    counting = CountingS3(aws.client("s3"))
+    dispatcher = dispatcher_for_fakes(
+        event_rules(templates), functions, s3=counting, buckets=event_buckets(templates), **options
+    )
+    return dispatcher, counting
+
+
+def test_objects_created_under_the_prefix_are_object_created_events_after_the_baseline(aws, data_bucket):
+    templates = bucket_template(created_pattern({"prefix": "batch/input/"}))
+    functions = Functions()
+    dispatcher, counting = s3_dispatcher(aws, templates, functions)
+    assert (
+        dispatcher.describe()[0]
+        == f"rule created: aws.s3 Object Created in {DATA_BUCKET} under batch/input/ (polled)"
+    )
+    assert dispatcher.poll() == [], "what is there at start-up is the baseline"
+    body = b"a,b\n3,4\n"
+    put = data_bucket.put_object(Bucket=DATA_BUCKET, Key="batch/input/new.csv", Body=body)
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key="elsewhere/x.csv", Body=b"x")
+    (delivery,) = dispatcher.poll()
+    assert (delivery.rule, delivery.detail_type, delivery.outcome) == (
+        "created",
+        "Object Created",
+        "succeeded",
+    )
+    ((_, event),) = functions.calls
+    head = data_bucket.head_object(Bucket=DATA_BUCKET, Key="batch/input/new.csv")
+    assert (event["source"], event["resources"]) == ("aws.s3", [f"arn:aws:s3:::{DATA_BUCKET}"])
+    assert event["time"] == head["LastModified"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    detail = event["detail"]
+    assert detail["bucket"] == {"name": DATA_BUCKET}
+    assert detail["object"]["key"] == "batch/input/new.csv"
+    assert detail["object"]["size"] == len(body)
+    assert detail["object"]["etag"] == put["ETag"].strip('"')
+    assert detail["object"]["version-id"] == put["VersionId"]
+    assert re.fullmatch(r"[0-9A-F]{18}", detail["object"]["sequencer"])
+    assert (detail["version"], detail["reason"], detail["requester"]) == ("0", "PutObject", ACCOUNT)
+    assert detail["source-ip-address"] == "127.0.0.1"
+    assert re.fullmatch(r"[0-9A-F]{16}", detail["request-id"])
+    assert set(counting.listed) == {"batch/input/"}, "only the rules' prefix is listed"
+    assert dispatcher.poll() == [], "nothing changed since"
+
+
+def test_an_overwritten_object_is_created_again_and_a_deleted_one_is_not_an_event(aws, data_bucket):
+    templates = bucket_template(created_pattern({"prefix": "batch/input/"}))
+    functions = Functions()
+    dispatcher, _ = s3_dispatcher(aws, templates, functions)
+    dispatcher.poll()
+    second = data_bucket.put_object(Bucket=DATA_BUCKET, Key="batch/input/old.csv", Body=b"a,b\n9,9\n")
+    assert len(dispatcher.poll()) == 1
+    ((_, event),) = functions.calls
+    assert event["detail"]["object"]["etag"] == second["ETag"].strip('"')
+    assert event["detail"]["object"]["version-id"] == second["VersionId"]
+    data_bucket.delete_object(Bucket=DATA_BUCKET, Key="batch/input/old.csv")
+    assert dispatcher.poll() == []
+    third = data_bucket.put_object(Bucket=DATA_BUCKET, Key="batch/input/old.csv", Body=b"a,b\n7,7\n")
+    assert len(dispatcher.poll()) == 1
+    assert functions.calls[-1][1]["detail"]["object"]["etag"] == third["ETag"].strip('"')
+    first_sequencer, next_sequencer = (call[1]["detail"]["object"]["sequencer"] for call in functions.calls)
+    assert next_sequencer > first_sequencer
+
+
+def test_a_pattern_without_a_key_prefix_lists_the_whole_bucket_and_matching_filters_the_keys(
+    aws, data_bucket
+):
+    templates = bucket_template(created_pattern({"suffix": ".csv"}))
+    functions = Functions()
+    dispatcher, counting = s3_dispatcher(aws, templates, functions)
+    dispatcher.poll()
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key="any/where.csv", Body=b"1")
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key="any/where.json", Body=b"2")
+    assert len(dispatcher.poll()) == 1, "both are events; the rule matches one"
+    assert [event["detail"]["object"]["key"] for _, event in functions.calls] == ["any/where.csv"]
+    assert set(counting.listed) == {""}
+
+
+def test_a_bucket_without_eventbridge_notifications_is_not_polled(aws, data_bucket):
+    templates = bucket_template(created_pattern(), eventbridge=False)
+    dispatcher, counting = s3_dispatcher(aws, templates, Functions())
+    assert dispatcher.describe()[0] == (
+        f"rule created: aws.s3 Object Created in {DATA_BUCKET}: its EventBridge notifications are off "
+        "(S3 sends no events), not polled; "
+        '{"source": ["aws.s3"], "detail-type": ["Object Created"]}: not emitted locally (inject with emit)'
+    )
+    dispatcher.poll()
+    assert counting.listed == []
+
+
+def test_buckets_are_listed_at_most_every_s3_poll_seconds(aws, data_bucket):
+    templates = bucket_template(created_pattern("batch/input/new.csv", {"prefix": "batch/"}))
+    functions = Functions()
+    dispatcher, counting = s3_dispatcher(aws, templates, functions, s3_poll_seconds=3600)
+    dispatcher.poll()
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key="batch/input/new.csv", Body=b"1")
+    assert dispatcher.poll() == [], "not due yet"
+    assert counting.listed == ["batch/"], "the exact key is under the prefix: one listing"
+    dispatcher._objects_read_at -= 3600
+    assert [d.rule for d in dispatcher.poll()] == ["created"]
+
+
+def test_the_batch_input_rule_starts_the_state_machine_for_a_new_input(account, templates):
+    """The synthesized batch rule: S3 -> EventBridge -> StartExecution with the rule's transformer."""
+    config = get_config("local")
+    s3, sfn = account.client("s3"), account.client("stepfunctions")
+    bucket = config.bucket_name("data")
+    s3.create_bucket(Bucket=bucket)
+    role = account.client("iam").create_role(RoleName="run", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    machine = sfn.create_state_machine(name="batch", definition=definition, roleArn=role)["stateMachineArn"]
+    names = {**function_names(templates), "RunStateMachine106B9D3D": machine}
+    dispatcher = dispatcher_for(
+        account, event_rules(templates), Functions(), names=names, buckets=event_buckets(templates)
+    )
+    dispatcher.poll()
+    key = f"{config.batch.input_prefix}it/new.csv"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"a\n1\n")
+    (delivery,) = dispatcher.poll()
+    assert (delivery.rule, delivery.state_machine, delivery.outcome) == (INPUT_RULE, machine, "succeeded")
+    (execution,) = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert execution["executionArn"] == delivery.result["executionArn"]
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"bucket": bucket, "prefix": key}
+    (scheduled,) = dispatcher.run_schedule(SCHEDULE_RULE)
+    assert scheduled.outcome == "succeeded"
+    started = sfn.describe_execution(executionArn=scheduled.result["executionArn"])
+    assert json.loads(started["input"]) == {"bucket": bucket, "prefix": config.batch.input_prefix}
