@@ -617,9 +617,11 @@ class TrainingGateConfig(_Frozen):
     candidate is not deployed: a challenger that cannot win wastes an A/B test.
     """
 
-    # the versions' held-out AUC is above 0.99 and recall of the malignant class above 0.93
+    # the versions' held-out ROC AUC is above 0.99; their recall of the malignant class (at the 0.5
+    # threshold) is 0.88-0.95 on the 42 malignant rows of the test split, where one row moves it by
+    # 2.4 points: 0.85 fails a model that misses 7 or more of them
     min_roc_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.95
-    min_recall_malignant: Annotated[float, Field(gt=0.0, le=1.0)] = 0.90
+    min_recall_malignant: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
     non_inferiority_margin: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.01
     bootstrap_resamples: Annotated[int, Field(ge=200, le=20_000)] = 2000
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
