@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -178,6 +179,15 @@ class _Context:
         if price.usd is None:
             raise UnpriceableError(f"{item}: {price.evidence}")
         return Line(self.stack, logical_id, rtype, item, quantity, price.unit, key, price.usd)
+
+
+def _definition_text(props: dict[str, Any]) -> str:
+    """A state machine's definition as text, CloudFormation tokens left out (``Fn::Join`` of parts)."""
+    definition = props.get("DefinitionString", props.get("Definition", ""))
+    if isinstance(definition, dict) and "Fn::Join" in definition:
+        separator, parts = definition["Fn::Join"]
+        return str(separator).join(part for part in parts if isinstance(part, str))
+    return definition if isinstance(definition, str) else json.dumps(definition)
 
 
 def _name(props: dict[str, Any], key: str, logical_id: str) -> str:
@@ -450,13 +460,19 @@ def _state_machine(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[L
         "stepfunctions.standard_transition",
     )
     if trains:
-        itype = p.training_instance_type
+        text = _definition_text(props)
+        found = re.search(r'"InstanceType"\s*:\s*"(ml\.[a-z0-9]+\.[a-z0-9]+)"', text)
+        itype = found.group(1) if found else p.training_instance_type
+        spot = re.search(r'"EnableManagedSpotTraining"\s*:\s*true', text) is not None
         hours = p.training_runs_per_month * p.training_hours_per_run
+        billed = hours * (1 - p.training_spot_savings) if spot else hours
+        how = f"managed spot, {p.training_spot_savings:.0%} assumed saving" if spot else "on demand"
         yield ctx.line(
             lid,
             rtype,
-            f"training: {p.training_runs_per_month:g} runs x {p.training_hours_per_run:g} h x {itype}",
-            hours,
+            f"training: {p.training_runs_per_month:g} runs x {p.training_hours_per_run:g} h x {itype} "
+            f"({how})",
+            billed,
             f"sagemaker.training.{itype}",
         )
 

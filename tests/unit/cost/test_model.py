@@ -230,6 +230,7 @@ def test_state_machines_are_priced_by_runs_and_a_training_job_by_its_instance_ho
     cost = _cost(machines)
     p = DEFAULT_PROFILE
     train = {line.price_key: line.quantity for line in cost.lines if line.logical_id == "Train"}
+    # no instance type or spot in this definition: the profile's instance, on demand
     assert train[f"sagemaker.training.{p.training_instance_type}"] == (
         p.training_runs_per_month * p.training_hours_per_run
     )
@@ -257,3 +258,30 @@ def test_a_fargate_job_is_priced_from_its_resource_requirements():
     quantities = {line.price_key: line.quantity for line in cost.lines}
     assert math.isclose(quantities["fargate.vcpu_hour"], 2 * hours)
     assert math.isclose(quantities["fargate.gb_hour"], 4 * hours)
+
+
+def test_a_training_job_is_priced_at_its_templates_instance_type_and_spot_saving():
+    def machine(instance: str, spot: bool) -> dict:
+        text = (
+            '{"Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync", "Parameters": '
+            f'{{"ResourceConfig": {{"InstanceType": "{instance}"}}, '
+            f'"EnableManagedSpotTraining": {"true" if spot else "false"}}}}}'
+        )
+        return {
+            "Type": "AWS::StepFunctions::StateMachine",
+            "Properties": {
+                "StateMachineName": "ml-pipeline-training-prod-us-east-1",
+                "DefinitionString": {"Fn::Join": ["", [text, {"Ref": "AWS::Partition"}]]},
+            },
+        }
+
+    p = DEFAULT_PROFILE
+    hours = p.training_runs_per_month * p.training_hours_per_run
+    on_demand = _cost({"Train": machine("ml.m5.xlarge", spot=False)})
+    (line,) = [line for line in on_demand.lines if line.price_key.startswith("sagemaker.training.")]
+    assert line.price_key == "sagemaker.training.ml.m5.xlarge"
+    assert math.isclose(line.quantity, hours)
+    spot = _cost({"Train": machine("ml.m5.xlarge", spot=True)})
+    (spot_line,) = [line for line in spot.lines if line.price_key.startswith("sagemaker.training.")]
+    assert math.isclose(spot_line.quantity, hours * (1 - p.training_spot_savings))
+    assert "managed spot" in spot_line.item
