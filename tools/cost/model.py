@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared import answer_cache
-from tools.cost.usage import UsageProfile
+from tools.cost.usage import TableUsage, UsageProfile
 from tools.deploy_plan import stack_order, stage_assemblies
 
 PRICE_TABLE = Path(__file__).with_name("prices-us-east-1.json")
@@ -350,6 +350,30 @@ def _answer_cache_table(ctx: _Context, lid: str) -> Iterator[Line]:
     )
 
 
+def _profiled_table(
+    ctx: _Context, lid: str, props: dict[str, Any], usage: TableUsage, indexes: int
+) -> Iterator[Line]:
+    """A table with its own usage assumption (``UsageProfile.tables``)."""
+    rtype = "AWS::DynamoDB::Table"
+    days = ctx.profile.days_per_month
+    writes = usage.writes_per_day * days * (1 + indexes)
+    yield ctx.line(
+        lid, rtype, f"writes (table + {indexes} GSI): {usage.why}", writes, "dynamodb.write_request_unit"
+    )
+    yield ctx.line(
+        lid,
+        rtype,
+        "reads (eventually consistent)",
+        usage.reads_per_day * days / 2,
+        "dynamodb.read_request_unit",
+    )
+    yield ctx.line(
+        lid, rtype, "storage (table + GSIs)", usage.gb_stored * (1 + indexes), "dynamodb.storage_gb_month"
+    )
+    if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+        yield ctx.line(lid, rtype, "point-in-time recovery", usage.gb_stored, "dynamodb.pitr_gb_month")
+
+
 def _table(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
     rtype = "AWS::DynamoDB::Table"
     p = ctx.profile
@@ -360,6 +384,10 @@ def _table(ctx: _Context, lid: str, props: dict[str, Any]) -> Iterator[Line]:
         yield from _answer_cache_table(ctx, lid)
         return
     indexes = len(props.get("GlobalSecondaryIndexes", []))
+    usage = p.table(_name(props, "TableName", lid))
+    if usage is not None:
+        yield from _profiled_table(ctx, lid, props, usage, indexes)
+        return
     items_per_day = p.predictions_per_day
     units = math.ceil(p.prediction_item_kb)
     writes = items_per_day * p.days_per_month * units * (1 + indexes)

@@ -62,6 +62,17 @@ class JobUsage(_Frozen):
     why: str
 
 
+class TableUsage(_Frozen):
+    """Requests and storage of the DynamoDB tables whose name contains ``match`` (any other table is
+    priced as the predictions table: an item per prediction)."""
+
+    match: str
+    writes_per_day: NonNegative  # items written (1 WRU each, and one per index that holds it)
+    reads_per_day: NonNegative  # eventually consistent reads (half a unit each)
+    gb_stored: NonNegative
+    why: str
+
+
 class UsageProfile(_Frozen):
     hours_per_month: float = Field(730.0, description="AWS's billing month: 8,760 hours / 12")
     api_requests_per_day: int = Field(
@@ -235,6 +246,17 @@ class UsageProfile(_Frozen):
             why="register and request the challenger, for a promoted candidate (at most once per run)",
         ),
     )
+    tables: tuple[TableUsage, ...] = (
+        TableUsage(
+            match="-training-metadata-",
+            writes_per_day=1.0,
+            reads_per_day=20.0,
+            gb_stored=0.01,
+            why="training_runs_per_month runs: each writes its run item twice, the lock twice, and for a "
+            "promoted candidate a model and an A/B item (~8 items a week); reads are mlpipe train status "
+            "and experiments commands; a few KB per run",
+        ),
+    )
     deploy_time_function_ids: tuple[str, ...] = Field(
         ("CustomResourceProvider", "BucketNotificationsHandler", "LogRetention", "AWS679f53fac"),
         description="CDK's custom-resource handlers (logical id contains one of these): deploy time only",
@@ -338,6 +360,9 @@ class UsageProfile(_Frozen):
             return 0.0
         reservoir = min(requests_per_day, self.xray_reservoir_per_second * 86_400)
         return (reservoir + self.xray_rate * (requests_per_day - reservoir)) / requests_per_day
+
+    def table(self, name: str) -> TableUsage | None:
+        return next((t for t in self.tables if t.match in name), None)
 
     def function(self, name: str) -> FunctionUsage | None:
         return next((f for f in self.functions if f.match in name), None)

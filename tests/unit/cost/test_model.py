@@ -285,3 +285,26 @@ def test_a_training_job_is_priced_at_its_templates_instance_type_and_spot_saving
     (spot_line,) = [line for line in spot.lines if line.price_key.startswith("sagemaker.training.")]
     assert math.isclose(spot_line.quantity, hours * (1 - p.training_spot_savings))
     assert "managed spot" in spot_line.item
+
+
+def test_a_table_with_its_own_usage_is_priced_by_it_not_as_the_predictions_table():
+    table = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "TableName": "ml-pipeline-training-metadata-prod-us-east-1",
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "GlobalSecondaryIndexes": [{"IndexName": "a"}, {"IndexName": "b"}],
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        },
+    }
+    p = DEFAULT_PROFILE
+    usage = p.table("ml-pipeline-training-metadata-prod-us-east-1")
+    assert usage is not None
+    lines = {line.price_key: line.quantity for line in _cost({"Metadata": table}).lines}
+    assert math.isclose(lines["dynamodb.write_request_unit"], usage.writes_per_day * p.days_per_month * 3)
+    assert math.isclose(lines["dynamodb.pitr_gb_month"], usage.gb_stored)
+    assert lines["dynamodb.write_request_unit"] < p.predictions_per_day, "not one write per prediction"
