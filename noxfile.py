@@ -209,7 +209,7 @@ def model_compat(session: nox.Session) -> None:
     Builds ``.nox/model_compat-image`` with Python 3.10 (found as uv finds interpreters: ``uv python
     find``) and ``requirements/model-image.txt``, then ``tools.model_compat run``: ``sagemaker_train.py``
     under the container contract there, ``model.train`` here, predictions of every model on both
-    sides compared bit for bit (``reports/model_compat.json``). Not in the default run: it takes ~30 s,
+    sides compared bit for bit (``reports/model_compat.json``). Not in the default run: it takes 30-60 s,
     but it needs a second Python, and the default run needs Python 3.11 only.
     """
     started = time.perf_counter()

@@ -25,7 +25,10 @@ Also in the report, for information: the largest difference between the model th
 the one the project trained for the same version (trained by different entry points and Pythons, so
 no gate), and each environment's Python and library versions, which must be the pinned ones:
 ``requirements/model-image.txt`` for the image, and that file must agree with ``pyproject.toml`` and
-``uv.lock`` (:func:`pin_mismatches`). The run exits 1 when any check fails, after writing the report.
+``uv.lock`` (:func:`pin_mismatches`). A model that does not load or predict on one side is a failed
+case with the exception (numpy 1.26.4 on the image's side, for one: gradient boosting's pickled
+``MT19937`` from numpy 2.1 is "not a known BitGenerator module" there). The run exits 1 when any
+check fails, after writing the report; a training run that fails stops it with the script's output.
 """
 
 from __future__ import annotations
@@ -274,11 +277,12 @@ def _stage_image_job(base: Path) -> None:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A model directory and who trained it."""
+    """A model directory, its version and who trained it."""
 
     direction: str  # "image->project" (the image trained it) or "project->image"
     trained_by: str
     model_dir: Path
+    version: str
 
     @property
     def sides(self) -> tuple[str, str]:
@@ -289,86 +293,145 @@ class TrainedModel:
 def train_in_image(image_python: Path, work: Path) -> list[TrainedModel]:
     """``sagemaker_train.py`` under the container contract with the image's Python, per algorithm."""
     models = []
+    trained_by = f"{ENTRY_SOURCE.as_posix()} (image Python)"
     for algorithm, version in IMAGE_JOBS:
         base = work / "image" / version / "ml"
         _stage_image_job(base)
         hyperparameters = ["--algorithm", algorithm, "--model_version", version]
         _run([str(image_python), ENTRY_POINT, *hyperparameters], base / "code", container_environment(base))
-        models.append(
-            TrainedModel(IMAGE_TO_PROJECT, f"{ENTRY_SOURCE.as_posix()} (image Python)", base / "model")
-        )
+        models.append(TrainedModel(IMAGE_TO_PROJECT, trained_by, base / "model", version))
     return models
 
 
 def train_in_project(work: Path) -> list[TrainedModel]:
     """``python -m model.train`` with the project's Python; each archive extracted."""
     out = work / "project"
-    _run(
-        [sys.executable, "-m", "model.train", "--output", str(out), "--versions", ",".join(PROJECT_VERSIONS)],
-        ROOT,
-    )
+    versions = ",".join(PROJECT_VERSIONS)
+    _run([sys.executable, "-m", "model.train", "--output", str(out), "--versions", versions], ROOT)
     models = []
     for version in PROJECT_VERSIONS:
         model_dir = out / version / "model"
         with tarfile.open(out / version / "model.tar.gz") as tar:
             tar.extractall(model_dir, filter="data")
-        models.append(TrainedModel(PROJECT_TO_IMAGE, "python -m model.train (project Python)", model_dir))
+        models.append(
+            TrainedModel(PROJECT_TO_IMAGE, "python -m model.train (project Python)", model_dir, version)
+        )
     return models
+
+
+def _failure(command: Sequence[str], cwd: Path) -> str | None:
+    """None when ``command`` succeeds, else the last line of its error output (the exception)."""
+    result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return None
+    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {result.returncode}"
+
+
+def side_versions(pythons: Mapping[str, str], work: Path) -> dict[str, dict[str, Any]]:
+    """Side -> its interpreter's Python and library versions (``python -m tools.model_compat versions``)."""
+    environments = {}
+    for side, python in pythons.items():
+        out = work / f"versions-{side}.json"
+        _run([python, "-m", "tools.model_compat", "versions", str(out)], ROOT)
+        environments[side] = _read_json(out)
+    return environments
 
 
 def predict_everywhere(
     models: Sequence[TrainedModel], pythons: Mapping[str, str], features: Path
 ) -> dict[tuple[Path, str], dict[str, Any]]:
-    """(model dir, side) -> the predictions document of that model in that side's environment."""
-    predictions = {}
+    """(model dir, side) -> the predictions of that model in that side's environment, or
+    ``{"error": the exception}`` when it does not load or predict there."""
+    predictions: dict[tuple[Path, str], dict[str, Any]] = {}
     for model in models:
         for side, python in pythons.items():
             out = model.model_dir.parent / f"predictions-{side}.json"
-            _run(
-                [
-                    python,
-                    "-m",
-                    "tools.model_compat",
-                    "predict",
-                    str(model.model_dir),
-                    str(features),
-                    str(out),
-                ],
-                ROOT,
-            )
-            predictions[(model.model_dir, side)] = _read_json(out)
+            command = [python, "-m", "tools.model_compat", "predict", str(model.model_dir), str(features)]
+            error = _failure([*command, str(out)], ROOT)
+            predictions[(model.model_dir, side)] = {"error": error} if error else _read_json(out)
     return predictions
 
 
 def cases(
-    models: Sequence[TrainedModel], predictions: Mapping[tuple[Path, str], Mapping[str, Any]]
+    models: Sequence[TrainedModel],
+    predictions: Mapping[tuple[Path, str], Mapping[str, Any]],
+    environments: Mapping[str, Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """Each model's predictions where it was trained against those where it is loaded."""
     results = []
     for model in models:
         trainer, loader = model.sides
-        trained, loaded = predictions[(model.model_dir, trainer)], predictions[(model.model_dir, loader)]
-        sources = (f"{model.model_dir} ({trainer})", f"{model.model_dir} ({loader})")
-        results.append(
-            {
-                "direction": model.direction,
-                "trained_by": model.trained_by,
-                "trained_in": _field(trained, "python", str, sources[0]),
-                "loaded_in": _field(loaded, "python", str, sources[1]),
-                **compare(trained, loaded, sources),
-            }
-        )
+        documents = {
+            trainer: predictions[(model.model_dir, trainer)],
+            loader: predictions[(model.model_dir, loader)],
+        }
+        case: dict[str, Any] = {
+            "direction": model.direction,
+            "trained_by": model.trained_by,
+            "trained_in": environments[trainer]["python"],
+            "loaded_in": environments[loader]["python"],
+        }
+        errors = {side: document["error"] for side, document in documents.items() if "error" in document}
+        if errors:
+            case.update({"model_version": model.version, "identical": False, "errors": errors})
+        else:
+            sources = (f"{model.model_dir} ({trainer})", f"{model.model_dir} ({loader})")
+            case.update(compare(documents[trainer], documents[loader], sources))
+            if case["model_version"] != model.version:
+                raise CompatError(
+                    f"{sources[0]}: model_version {case['model_version']}, trained as {model.version}"
+                )
+        results.append(case)
     return results
 
 
 def differences(results: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The cases whose predictions are not bit-identical."""
-    return [
-        f"{case['direction']} {case['model_version']}: "
-        f"predictions differ by up to {case['max_abs_difference']!r}"
-        for case in results
-        if not case["identical"]
-    ]
+    """The cases whose predictions are not bit-identical, or that do not predict on one side."""
+    problems = []
+    for case in results:
+        name = f"{case['direction']} {case['model_version']}"
+        for side, error in case.get("errors", {}).items():
+            problems.append(f"{name}: does not predict in the {side} environment: {error}")
+        if "errors" not in case and not case["identical"]:
+            problems.append(f"{name}: predictions differ by up to {case['max_abs_difference']!r}")
+    return problems
+
+
+def trained_on_both_sides(
+    image_models: Sequence[TrainedModel],
+    project_models: Sequence[TrainedModel],
+    predictions: Mapping[tuple[Path, str], Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """The same version trained by each side, each predicting where it was trained (information only:
+    different entry points and Pythons trained them)."""
+    across = []
+    for by_image, by_project in zip(image_models, project_models, strict=True):
+        left = predictions[(by_image.model_dir, "image")]
+        right = predictions[(by_project.model_dir, "project")]
+        if "error" not in left and "error" not in right:
+            difference = np.abs(
+                probabilities(left, str(by_image.model_dir)) - probabilities(right, str(by_project.model_dir))
+            )
+            across.append(
+                {"model_version": by_image.version, "max_abs_difference": float(np.max(difference))}
+            )
+    return across
+
+
+def _summary(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for case in results:
+        if "errors" in case:
+            verdict = "NOT LOADED"
+        else:
+            verdict = "identical" if case["identical"] else "DIFFERENT"
+            verdict += f" (max |diff| {case['max_abs_difference']!r}, {case['rows']} rows)"
+        lines.append(
+            f"{case['direction']} {case['model_version']}: trained in Python {case['trained_in']}, "
+            f"loaded in {case['loaded_in']}: {verdict}"
+        )
+    return lines
 
 
 def run(image_python: Path, work: Path, report_path: Path, setup_seconds: float) -> int:
@@ -388,6 +451,12 @@ def run(image_python: Path, work: Path, report_path: Path, setup_seconds: float)
     problems = pin_mismatches(pinned, model_group, locked)
     features = work / "test-features.json"
     _write_json(features, {"features": data.load_dataset().test.features.tolist()})
+    pythons = {"image": str(image_python), "project": sys.executable}
+    environments = side_versions(pythons, work)
+    problems += version_mismatches("image", environments["image"]["libraries"], pinned)
+    problems += version_mismatches("project", environments["project"]["libraries"], locked_subset(locked))
+    if environments["image"]["python"].split(".")[:2] != IMAGE_PYTHON.split("."):
+        problems.append(f"image: Python {environments['image']['python']}, the image runs {IMAGE_PYTHON}")
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -397,32 +466,10 @@ def run(image_python: Path, work: Path, report_path: Path, setup_seconds: float)
     project_models = train_in_project(work)
     seconds["project_training"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
-    models = [*image_models, *project_models]
-    predictions = predict_everywhere(
-        models, {"image": str(image_python), "project": sys.executable}, features
-    )
+    predictions = predict_everywhere([*image_models, *project_models], pythons, features)
     seconds["predictions"] = round(time.perf_counter() - clock, 2)
-
-    environments = {
-        side: {key: predictions[(models[0].model_dir, side)][key] for key in ("python", "libraries")}
-        for side in ("image", "project")
-    }
-    problems += version_mismatches("image", environments["image"]["libraries"], pinned)
-    problems += version_mismatches("project", environments["project"]["libraries"], locked_subset(locked))
-    if environments["image"]["python"].split(".")[:2] != IMAGE_PYTHON.split("."):
-        problems.append(f"image: Python {environments['image']['python']}, the image runs {IMAGE_PYTHON}")
-    results = cases(models, predictions)
+    results = cases([*image_models, *project_models], predictions, environments)
     problems += differences(results)
-    across = []  # the same version trained on each side (different entry points and Pythons): no gate
-    for image_model, project_model in zip(image_models, project_models, strict=True):
-        by_image = probabilities(predictions[(image_model.model_dir, "image")], str(image_model.model_dir))
-        by_project = probabilities(
-            predictions[(project_model.model_dir, "project")], str(project_model.model_dir)
-        )
-        version = str(predictions[(image_model.model_dir, "image")]["model_version"])
-        across.append(
-            {"model_version": version, "max_abs_difference": float(np.max(np.abs(by_image - by_project)))}
-        )
     seconds["run"] = round(time.perf_counter() - started, 2)
     seconds["setup"] = round(setup_seconds, 2)
     seconds["total"] = round(seconds["run"] + setup_seconds, 2)
@@ -433,17 +480,13 @@ def run(image_python: Path, work: Path, report_path: Path, setup_seconds: float)
         "environments": environments,
         "image_pins": {"file": REQUIREMENTS.as_posix(), "pins": pinned},
         "cases": results,
-        "trained_on_both_sides": across,
+        "trained_on_both_sides": trained_on_both_sides(image_models, project_models, predictions),
         "seconds": seconds,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 - 3.10 parses this
     }
     _write_json(report_path, report)
-    for case in results:
-        verdict = "identical" if case["identical"] else "DIFFERENT"
-        print(
-            f"{case['direction']} {case['model_version']}: trained in Python {case['trained_in']}, loaded in "
-            f"{case['loaded_in']}: {verdict} (max |diff| {case['max_abs_difference']!r}, {case['rows']} rows)"
-        )
+    for line in _summary(results):
+        print(line)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     print(f"{report['outcome']} in {seconds['total']} s -> {report_path}")
@@ -471,7 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     predict_parser.add_argument("model_dir", type=Path)
     predict_parser.add_argument("features", type=Path)
     predict_parser.add_argument("out", type=Path)
+    versions_parser = commands.add_parser("versions", help="this environment's Python and library versions")
+    versions_parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "versions":
+        _write_json(args.out, environment_versions())
+        return 0
     if args.command == "predict":
         _write_json(args.out, predict(args.model_dir, args.features))
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tarfile
 import tomllib
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_requirements_lines_must_be_exact_pins():
         model_compat.group_pins({"dependency-groups": {}}, "model")
 
 
-def _predictions(rows: list[list[Any]], version: str = "v1") -> dict[str, object]:
+def _predictions(rows: list[list[Any]], version: str = "v1") -> dict[str, Any]:
     return {"model_version": version, "python": "3.10.13", "probabilities": rows}
 
 
@@ -116,22 +117,54 @@ def test_the_training_script_gets_the_container_variables_under_its_base_dir(tmp
     assert not [name for name in environment if name.startswith("AWS_")]  # network isolation: no credentials
 
 
+ENVIRONMENTS = {"image": {"python": "3.10.13"}, "project": {"python": "3.11.7"}}
+
+
 def test_each_model_is_compared_where_it_was_trained_against_where_it_is_loaded(tmp_path):
-    by_image = model_compat.TrainedModel(model_compat.IMAGE_TO_PROJECT, "sagemaker_train.py", tmp_path / "a")
-    by_project = model_compat.TrainedModel(model_compat.PROJECT_TO_IMAGE, "model.train", tmp_path / "b")
+    by_image = model_compat.TrainedModel(model_compat.IMAGE_TO_PROJECT, "train.py", tmp_path / "a", "v1")
+    by_project = model_compat.TrainedModel(model_compat.PROJECT_TO_IMAGE, "model.train", tmp_path / "b", "v2")
     assert (by_image.sides, by_project.sides) == (("image", "project"), ("project", "image"))
     rows = [[0.5, 0.5]]
     predictions = {
-        (by_image.model_dir, "image"): {**_predictions(rows), "python": "3.10.13"},
-        (by_image.model_dir, "project"): {**_predictions(rows), "python": "3.11.7"},
-        (by_project.model_dir, "project"): {**_predictions(rows, "v2"), "python": "3.11.7"},
-        (by_project.model_dir, "image"): {**_predictions([[0.4, 0.6]], "v2"), "python": "3.10.13"},
+        (by_image.model_dir, "image"): _predictions(rows),
+        (by_image.model_dir, "project"): _predictions(rows),
+        (by_project.model_dir, "project"): _predictions(rows, "v2"),
+        (by_project.model_dir, "image"): _predictions([[0.4, 0.6]], "v2"),
     }
-    results = model_compat.cases([by_image, by_project], predictions)
+    results = model_compat.cases([by_image, by_project], predictions, ENVIRONMENTS)
     assert [(c["trained_in"], c["loaded_in"], c["identical"]) for c in results] == [
         ("3.10.13", "3.11.7", True),
         ("3.11.7", "3.10.13", False),
     ]
+    assert model_compat.trained_on_both_sides([by_image], [by_project], predictions) == [
+        {"model_version": "v1", "max_abs_difference": 0.0}
+    ]
+    predictions[(by_project.model_dir, "project")] = _predictions(rows, "v3")
+    predictions[(by_project.model_dir, "image")] = _predictions(rows, "v3")
+    with pytest.raises(model_compat.CompatError, match="model_version v3, trained as v2"):
+        model_compat.cases([by_project], predictions, ENVIRONMENTS)
+
+
+def test_a_model_that_does_not_load_on_the_other_side_fails_with_the_exception(tmp_path):
+    by_image = model_compat.TrainedModel(model_compat.IMAGE_TO_PROJECT, "train.py", tmp_path / "a", "v2")
+    error = "ValueError: <class 'numpy.random._mt19937.MT19937'> is not a known BitGenerator module."
+    predictions = {
+        (by_image.model_dir, "image"): _predictions([[0.5, 0.5]], "v2"),
+        (by_image.model_dir, "project"): {"error": error},
+    }
+    (case,) = model_compat.cases([by_image], predictions, ENVIRONMENTS)
+    assert case["identical"] is False
+    assert case["errors"] == {"project": error}
+    assert model_compat.differences([case]) == [
+        f"image->project v2: does not predict in the project environment: {error}"
+    ]
+    assert model_compat.trained_on_both_sides([by_image], [by_image], predictions) == []
+
+
+def test_a_failing_command_gives_its_last_error_line(tmp_path):
+    command = [sys.executable, "-c", "raise SystemExit('no such model')"]
+    assert model_compat._failure(command, tmp_path) == "no such model"
+    assert model_compat._failure([sys.executable, "-c", "pass"], tmp_path) is None
 
 
 @pytest.fixture
