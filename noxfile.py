@@ -1,6 +1,6 @@
 """Every CI step is a nox session a developer can run too (same names locally and in CI).
 
-``nox`` runs the default set (lint, typecheck, synth, guard, unit) — the README's test
+``nox`` runs the default set (lint, typecheck, synth, guard, unit, integration, load) — the README's test
 command. Each session installs exactly the dependency groups it needs from ``uv.lock`` into
 its own virtualenv (uv backend: seconds, not minutes); ``nox -R`` reuses them.
 """
@@ -8,7 +8,9 @@ its own virtualenv (uv backend: seconds, not minutes); ``nox -R`` reuses them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -166,6 +168,83 @@ def train(session: nox.Session) -> None:
     """Train model versions v1 and v2 into SageMaker-compatible build/models/{version}/model.tar.gz."""
     install(session, "model")
     session.run("python", "-m", "model.train", "--output", str(ROOT / "build" / "models"), *session.posargs)
+
+
+def find_python(session: nox.Session, version: str) -> str:
+    """The interpreter ``uv python find VERSION`` finds (uv's search: managed Pythons, then PATH).
+
+    pyenv's shims on PATH answer only for the active version, so when uv finds none, pyenv's newest
+    install of VERSION is put first on the search path and uv asked again. None found: the session fails.
+    """
+    command = ["uv", "python", "find", "--no-project", version]
+    found = subprocess.run(command, capture_output=True, text=True, check=False)
+    pyenv = shutil.which("pyenv")
+    if found.returncode != 0 and pyenv:
+        installed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True, check=False)
+        candidates = [v for v in installed.stdout.split() if re.fullmatch(rf"{re.escape(version)}\.\d+", v)]
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout.strip()
+        if candidates and root:
+            newest = max(candidates, key=lambda v: int(v.rsplit(".", 1)[1]))
+            path = f"{Path(root) / 'versions' / newest / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+            found = subprocess.run(
+                command, capture_output=True, text=True, check=False, env={**os.environ, "PATH": path}
+            )
+    if found.returncode != 0:
+        reason = " ".join((found.stderr.strip() or found.stdout.strip()).splitlines()[0:1]) or "none"
+        session.error(
+            f"no Python {version} interpreter found (`uv python find {version}`: {reason}); "
+            f"install one with `uv python install {version}` (or `pyenv install {version}`, or the system's "
+            f"python{version}) and run again"
+        )
+    return found.stdout.strip()
+
+
+IMAGE_PYTHON = "3.10"  # the SageMaker scikit-learn 1.4-2 image's Python (requirements/model-image.txt)
+
+
+@nox.session(python=PYTHON)
+def model_compat(session: nox.Session) -> None:
+    """A model trained by the image's runtime loads and predicts identically in the project's, and back.
+
+    Builds ``.nox/model_compat-image`` with Python 3.10 (found as uv finds interpreters: ``uv python
+    find``) and ``requirements/model-image.txt``, then ``tools.model_compat run``: ``sagemaker_train.py``
+    under the container contract there, ``model.train`` here, predictions of every model on both
+    sides compared bit for bit (``reports/model_compat.json``). Not in the default run: it takes 30-60 s,
+    but it needs a second Python, and the default run needs Python 3.11 only.
+    """
+    started = time.perf_counter()
+    install(session, "model")
+    interpreter = find_python(session, IMAGE_PYTHON)
+    image_env = ROOT / ".nox" / "model_compat-image"
+    session.run("uv", "venv", "--clear", "--quiet", "--python", interpreter, str(image_env), external=True)
+    image_python = image_env / "bin" / "python"
+    requirements = ROOT / "requirements" / "model-image.txt"
+    session.run(
+        "uv",
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(image_python),
+        "-r",
+        str(requirements),
+        external=True,
+    )
+    setup = time.perf_counter() - started
+    session.run(
+        "python",
+        "-m",
+        "tools.model_compat",
+        "run",
+        "--image-python",
+        str(image_python),
+        "--work",
+        str(ROOT / "build" / "model_compat"),
+        "--report",
+        str(REPORTS / "model_compat.json"),
+        "--setup-seconds",
+        f"{setup:.2f}",
+    )
 
 
 @nox.session(python=PYTHON)
