@@ -41,17 +41,9 @@ from constructs import Construct
 from shared.analytics import crawler_name
 from shared.config import EnvironmentConfig
 from shared.infra.logs import EncryptedLogGroup
+from shared.infra.states import lambda_task, notice
 from stacks.batch.compute import BatchCompute
 
-# Transient errors of the Lambda integration (AWS's recommended retry list plus throttling);
-# the handlers' own errors (bad run input, rows failed, a manifest missing) are not retried.
-TRANSIENT_LAMBDA_ERRORS = (
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.TooManyRequestsException",
-)
 # Transient errors of submitting a Batch job (service-side failures and throttling). A job that
 # ran and failed (States.TaskFailed) is not retried here: Batch's retry strategy already retried
 # what a retry can fix.
@@ -84,41 +76,20 @@ class BatchWorkflow(Construct):
         settings = config.batch
         env = config.name
 
-        def retry_lambda(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
-            task.add_retry(
-                errors=list(TRANSIENT_LAMBDA_ERRORS),
-                interval=cdk.Duration.seconds(2),
-                max_attempts=4,
-                backoff_rate=2.0,
-                jitter_strategy=sfn.JitterType.FULL,
-            )
-            return task
-
         def invoke(
             construct_id: str, function: lambda_.IFunction, comment: str, **kwargs: object
         ) -> tasks.LambdaInvoke:
-            return retry_lambda(
-                tasks.LambdaInvoke(
-                    self,
-                    construct_id,
-                    lambda_function=function,
-                    comment=comment,
-                    retry_on_service_exceptions=False,  # retried above, with throttling and jitter
-                    **kwargs,  # type: ignore[arg-type]
-                )
-            )
+            return lambda_task(self, construct_id, function, comment, **kwargs)
 
         def notify(construct_id: str, subject: str, message: dict[str, object]) -> tasks.SnsPublish:
             """An SNS notice naming the execution; its result is discarded (the state passes through)."""
-            return tasks.SnsPublish(
+            return notice(
                 self,
                 construct_id,
                 topic=topic,
                 subject=f"ml-pipeline {env}: {subject}",
-                message=sfn.TaskInput.from_object(
-                    {"execution": sfn.JsonPath.string_at(EXECUTION), **message}
-                ),
-                result_path=sfn.JsonPath.DISCARD,
+                names={"execution": EXECUTION},
+                message=message,
             )
 
         # ----- failure paths -----

@@ -45,14 +45,8 @@ from constructs import Construct
 from shared import training
 from shared.config import EnvironmentConfig, sklearn_image_uri
 from shared.infra.logs import EncryptedLogGroup
+from shared.infra.states import lambda_task, notice
 
-TRANSIENT_LAMBDA_ERRORS = (
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.TooManyRequestsException",
-)
 # Step Functions names every SageMaker API error of these integrations
 # "SageMaker.AmazonSageMakerException" (throttling and ResourceLimitExceeded among them; the
 # state language cannot match on the cause), so that name is retried, a few times with backoff:
@@ -91,22 +85,7 @@ class TrainingWorkflow(Construct):
         def invoke(
             construct_id: str, function: lambda_.IFunction, comment: str, **kwargs: Any
         ) -> tasks.LambdaInvoke:
-            task = tasks.LambdaInvoke(
-                self,
-                construct_id,
-                lambda_function=function,
-                comment=comment,
-                retry_on_service_exceptions=False,  # retried below, with throttling and jitter
-                **kwargs,
-            )
-            task.add_retry(
-                errors=list(TRANSIENT_LAMBDA_ERRORS),
-                interval=cdk.Duration.seconds(2),
-                max_attempts=4,
-                backoff_rate=2.0,
-                jitter_strategy=sfn.JitterType.FULL,
-            )
-            return task
+            return lambda_task(self, construct_id, function, comment, **kwargs)
 
         def record(construct_id: str, status: str, reason: dict[str, Any]) -> tasks.LambdaInvoke:
             """The run's outcome into the metadata table, and the run lock released."""
@@ -126,13 +105,13 @@ class TrainingWorkflow(Construct):
             )
 
         def notify(construct_id: str, subject: str, message: dict[str, Any]) -> tasks.SnsPublish:
-            return tasks.SnsPublish(
+            return notice(
                 self,
                 construct_id,
                 topic=topic,
                 subject=f"ml-pipeline {env}: {subject}",
-                message=sfn.TaskInput.from_object({"run": sfn.JsonPath.string_at("$.run_id"), **message}),
-                result_path=sfn.JsonPath.DISCARD,
+                names={"run": "$.run_id"},
+                message=message,
             )
 
         # ----- failure path: notify, record (even if recording fails, the run fails) -----
@@ -409,27 +388,17 @@ class TrainingWorkflow(Construct):
         }
         channels = [
             {
-                "ChannelName": training.TRAIN_CHANNEL,
+                "ChannelName": channel,
                 "ContentType": training.CONTENT_TYPE,
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri.$": "$.data.train_uri",
+                        "S3Uri.$": f"$.data.{channel}_uri",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
-            },
-            {
-                "ChannelName": training.VALIDATION_CHANNEL,
-                "ContentType": training.CONTENT_TYPE,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri.$": "$.data.validation_uri",
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            },
+            }
+            for channel in training.CHANNELS
         ]
         job_common: dict[str, Any] = {
             "RoleArn": training_role.role_arn,
