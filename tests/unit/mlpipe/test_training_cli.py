@@ -19,8 +19,10 @@ import pytest
 
 from local.emulator import stepfunctions as emulator
 from mlpipe import training as training_commands
+from mlpipe.artifact import read_artifact
 from mlpipe.cli import _parser, main
 from mlpipe.errors import MlpipeError
+from mlpipe.registry import ModelRegistry
 from shared import training
 from shared.outputs import TrainingOutputs
 from stacks.training.runtime.runs import FinishRequest, Runs, Settings, StartRequest, handler
@@ -62,7 +64,15 @@ DEFINITION = {
 
 
 @pytest.fixture
-def account(aws, stage, lambda_context, monkeypatch) -> Iterator[dict[str, Any]]:
+def registry(aws, data_stack, make_artifact) -> None:
+    """v1 and v2 registered: the runs function's candidate is v3."""
+    registry = ModelRegistry(location=data_stack, s3=aws.client("s3"), ssm=aws.client("ssm"))
+    for version, name in (("v1", "logreg"), ("v2", "boosting")):
+        registry.register(read_artifact(make_artifact(name)), version, actor="ci")
+
+
+@pytest.fixture
+def account(aws, registry, lambda_context, monkeypatch) -> Iterator[dict[str, Any]]:
     """The training stack as the CLI sees it: outputs, table, bucket, state machine, runs function."""
     emulator.install()
     s3 = aws.client("s3")
