@@ -7,6 +7,9 @@
     mlpipe ab report --since 24h [--source athena|table] [--output reports/ab]
     mlpipe dashboard [--out dashboard.html] [--hours 3]
     mlpipe events run-schedule RULE      # a schedule rule's targets started now (e.g. batch-schedule)
+    mlpipe train start [--tune] [--data s3://BUCKET/training/data/FILE.csv] [--experiment NAME]
+    mlpipe train status RUN [--wait]     # the run's record, execution and decision (mlpipe.training)
+    mlpipe experiments list | show NAME [--limit 20]
 
 Global options (``--stage``, ``--json``, ``--poll-seconds``, ``--timeout-seconds``) are accepted
 anywhere on the line (``mlpipe models weights A=0.9 B=0.1 --json``).
@@ -40,6 +43,7 @@ from pydantic import BaseModel
 from mlpipe import ab, dashboard, monitor
 from mlpipe import analytics as analytics_commands
 from mlpipe import events as events_commands
+from mlpipe import training as training_commands
 from mlpipe.ab import SOURCES
 from mlpipe.artifact import read_artifact
 from mlpipe.batch import run_batch
@@ -151,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_parser(groups)
     dashboard.add_parser(groups)
     events_commands.add_parser(groups)
+    training_commands.add_parsers(groups)
     return parser
 
 
@@ -435,6 +440,8 @@ def run(args: argparse.Namespace, session: boto3.session.Session) -> tuple[str, 
         "monitor": monitor.drift,
         "dashboard": dashboard.command,
         "events": events_commands.run_schedule,
+        "train": training_commands.run,
+        "experiments": training_commands.run,
     }.get(args.group)
     if group_command is not None:
         return group_command(args, session)
@@ -487,7 +494,7 @@ def main(argv: Sequence[str] | None = None, session: boto3.session.Session | Non
     try:
         text, data = run(args, session or session_for(args.stage))
     except MlpipeError as err:
-        _emit(args, {"error": str(err)}, f"error: {err}", stream=sys.stderr)
+        _emit(args, {**err.details, "error": str(err)}, f"error: {err}", stream=sys.stderr)
         return err.exit_code
     except (ClientError, BotoCoreError) as err:
         _emit(args, {"error": str(err)}, f"error: AWS call failed: {err}", stream=sys.stderr)

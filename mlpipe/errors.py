@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 USAGE_EXIT = 2  # the request itself is wrong: unknown version, invalid weights, missing stage
 FAILURE_EXIT = 1  # the request was right but could not be carried out
 
@@ -10,6 +12,11 @@ class MlpipeError(Exception):
     """An expected failure with a message meant for the operator."""
 
     exit_code = FAILURE_EXIT
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        # what ``--json`` prints beside the error (e.g. the run a failed ``train status`` reports)
+        self.details: dict[str, Any] = dict(details or {})
 
 
 class UsageError(MlpipeError):

@@ -131,6 +131,17 @@ EVALUATION_NAME: Final = "evaluation.json"  # the gate's scores, interval and de
 RUN_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # also a Step Functions execution name
 
 
+# an experiment's name (the runs function's StartRequest.experiment; mlpipe checks it before a start)
+EXPERIMENT_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+
+
+def execution_arn(state_machine_arn: str, run_id: str) -> str:
+    """The run's execution: the runs function names every execution by its run id."""
+    if ":stateMachine:" not in state_machine_arn:
+        raise ValueError(f"{state_machine_arn!r} is not a state machine ARN")
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{run_id}"
+
+
 def run_prefix(run_id: str) -> str:
     """``training/runs/{run id}`` (no trailing slash), the prefix every key of a run starts with."""
     if not RUN_ID_PATTERN.match(run_id):
