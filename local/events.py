@@ -563,10 +563,11 @@ class DeadLetter:
     error_code: str
     error: str
     attempts: int
+    stack_name: str = ""  # the rule's stack: its target's and queue's logical ids are that template's
 
 
-def sqs_dead_letters(sqs: Any, resolve: Callable[[str], str]) -> Callable[[DeadLetter], None]:
-    """A ``dead_letter`` that sends to the target's queue (``resolve``: its logical id -> queue URL)."""
+def sqs_dead_letters(sqs: Any, resolve: Callable[[str, str], str]) -> Callable[[DeadLetter], None]:
+    """A ``dead_letter`` that sends to the target's queue (``resolve``: (stack, logical id) -> queue URL)."""
 
     def send(letter: DeadLetter) -> None:
         queue = letter.target.dead_letter_logical_id
@@ -584,7 +585,7 @@ def sqs_dead_letters(sqs: Any, resolve: Callable[[str], str]) -> Callable[[DeadL
         if letter.attempts:
             attributes["EXHAUSTED_RETRY_CONDITION"] = "MaximumRetryAttempts"
         sqs.send_message(
-            QueueUrl=resolve(queue),
+            QueueUrl=resolve(letter.stack_name, queue),
             MessageBody=json.dumps(letter.event),
             MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
         )
@@ -692,7 +693,7 @@ class EventDispatcher:
         s3: Any,
         stepfunctions: Any,
         invoke: Callable[[str, dict[str, Any]], Any],
-        resolve: Callable[[str], str],
+        resolve: Callable[[str, str], str],
         account: str,
         region: str,
         buckets: Sequence[BucketSpec] = (),
@@ -703,8 +704,10 @@ class EventDispatcher:
         history: int = 500,
         s3_poll_seconds: float = 0.0,
     ) -> None:
-        """``resolve(logical id)`` is the physical id of a template resource (a function's name, a
-        state machine's ARN, a bucket's name); ``buckets`` are the templates' (``event_buckets``).
+        """``resolve(stack name, logical id)`` is the physical id of a template resource (a function's
+        name, a state machine's ARN, a bucket's name): logical ids are unique within a template only
+        (the batch and training stacks both have a ``RunStateMachine...``); ``buckets`` are the
+        templates' (``event_buckets``).
         """
         self.rules = tuple(rules)
         self.ssm, self.sagemaker, self.s3, self.stepfunctions = ssm, sagemaker, s3, stepfunctions
@@ -750,7 +753,7 @@ class EventDispatcher:
             name = bucket.name
             if name is None:
                 with contextlib.suppress(Exception):  # not deployed: no rule can name it exactly either
-                    name = self.resolve(bucket.logical_id)
+                    name = self.resolve(bucket.stack_name, bucket.logical_id)
             if name is not None:
                 named[name] = bucket
         return named
@@ -858,17 +861,17 @@ class EventDispatcher:
         for rule in self.rules:
             listens = self._not_driven.get(rule.name) or "; ".join(self._listens[rule.name])
             lines.append(f"rule {rule.name}: {listens}")
-            lines += [f"  -> {self._describe_target(target)}" for target in rule.targets]
+            lines += [f"  -> {self._describe_target(rule, target)}" for target in rule.targets]
             if not rule.targets:
                 lines.append("  -> no targets")
         return lines
 
-    def _describe_target(self, target: TargetSpec) -> str:
+    def _describe_target(self, rule: RuleSpec, target: TargetSpec) -> str:
         logical_id = target.function_logical_id or target.state_machine_logical_id
         if target.unsupported is not None or logical_id is None:
             return f"{target.target_id} {target.arn}: not invoked ({target.unsupported})"
         try:
-            physical = self.resolve(logical_id)
+            physical = self.resolve(rule.stack_name, logical_id)
         except Exception:  # described here; a delivery reports the error
             physical = "not resolved"
         retries = min(target.maximum_retry_attempts, self.max_retries)
@@ -1225,7 +1228,7 @@ class EventDispatcher:
             return delivery("unsupported", 0, target.unsupported)
         attempts, error, code = 0, "", ""
         try:
-            physical = self.resolve(logical_id)
+            physical = self.resolve(rule.stack_name, logical_id)
             payload = self._payload(rule, target, event)
         except Exception as err:  # a target that cannot be reached, an input that cannot be built
             error, code = f"{type(err).__name__}: {err}", _error_code(err) or type(err).__name__
@@ -1257,6 +1260,7 @@ class EventDispatcher:
                     error_code=code,
                     error=error,
                     attempts=attempts,
+                    stack_name=rule.stack_name,
                 )
             )
         return delivery("failed", attempts, error, sent_to_dead_letter=dead_lettered)

@@ -521,11 +521,14 @@ class LocalStage:
     def _start_events(self, templates: dict[str, dict[str, Any]], functions: LocalFunctions) -> list[str]:
         rules = events.event_rules(templates)
         cloudformation = self.session.client("cloudformation")
-        physical: dict[str, str] = {}
+        # (stack, logical id) -> physical id: a logical id is unique within its template only
+        physical: dict[tuple[str, str], str] = {}
         for stack_name in templates:
             for resource in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]:
                 if resource.get("LogicalResourceId"):  # moto lists types it skipped without one
-                    physical[resource["LogicalResourceId"]] = resource.get("PhysicalResourceId", "")
+                    physical[(stack_name, resource["LogicalResourceId"])] = resource.get(
+                        "PhysicalResourceId", ""
+                    )
         dispatcher = events.EventDispatcher(
             rules,
             ssm=self.session.client("ssm"),
@@ -533,13 +536,13 @@ class LocalStage:
             s3=self.session.client("s3"),
             stepfunctions=self.session.client("stepfunctions"),
             invoke=functions.invoke,
-            resolve=lambda logical_id: physical[logical_id],
+            resolve=lambda stack, logical_id: physical[(stack, logical_id)],
             account=self.session.client("sts").get_caller_identity()["Account"],
             region=REGION,
             buckets=events.event_buckets(templates),
             s3_poll_seconds=S3_POLL_SECONDS,
             dead_letter=events.sqs_dead_letters(
-                self.session.client("sqs"), lambda logical_id: physical[logical_id]
+                self.session.client("sqs"), lambda stack, logical_id: physical[(stack, logical_id)]
             ),
             log=self.log,
         )

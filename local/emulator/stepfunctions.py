@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -35,6 +35,9 @@ from moto.batch import models as batch_models
 from moto.batch.utils import JobStatus
 from moto.core.config import default_user_config
 from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as sfn_aws_sdk,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_batch as sfn_batch,
 )
@@ -49,6 +52,9 @@ GAPS = (
     f"{_BY}",
     f"Step Functions' Batch integration (moto passes PascalCase parameters to boto and returns camelCase): "
     f"converted along the Batch API's shapes, {_BY}",
+    f"Step Functions' AWS SDK integrations (moto keeps boto's datetime objects in the state, and "
+    f"DescribeExecution then fails with a 500): timestamps become ISO 8601 strings, as Step Functions "
+    f"answers them, {_BY}",
 )
 
 LambdaRunner = Callable[[str, dict[str, Any]], Any]  # (function name, event) -> result
@@ -185,6 +191,28 @@ def _normalise_response(
     _to_sfn(response, _operation(self._get_boto_service_action(service_action_name)).output_shape)
 
 
+def iso_timestamps(value: Any) -> Any:
+    """A boto answer as Step Functions' AWS SDK integrations give it: timestamps as ISO 8601 strings
+    (``2026-12-03T15:04:05.123Z``), everything else unchanged."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {key: iso_timestamps(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [iso_timestamps(item) for item in value]
+    return value
+
+
+def _sdk_task(original: Callable[..., Any]) -> Callable[..., Any]:
+    def evaluate(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, env, *args, **kwargs)
+        env.stack.append(iso_timestamps(env.stack.pop()))
+        return result
+
+    return evaluate
+
+
 def install() -> tuple[str, ...]:
     default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
     state_machine: Any = sfn_models.StateMachine
@@ -201,6 +229,10 @@ def install() -> tuple[str, ...]:
         integration._normalise_parameters = _normalise_parameters
         integration._normalise_response = _normalise_response
         integration._mlpipe_fixed = True
+    sdk: Any = sfn_aws_sdk.StateTaskServiceAwsSdk
+    if not getattr(sdk, "_mlpipe_fixed", False):
+        sdk._eval_service_task = _sdk_task(sdk._eval_service_task)
+        sdk._mlpipe_fixed = True
     job: Any = batch_models.Job
     if not getattr(job, "_mlpipe_fixed", False):
         job.run = _run_job(job.run)

@@ -254,8 +254,7 @@ def test_a_drift_alarm_starts_a_run_and_a_second_trigger_meanwhile_is_skipped(lo
     assert by_trigger["schedule"]["reason"] == f"skipped: run {by_trigger['drift']['runId']} in progress"
     # the drift run goes on to its end (validation fails) and releases the lock
     sfn = local_only.session.client("stepfunctions")
-    arn = f"{outputs[TrainingOutputs.STATE_MACHINE_ARN].replace(':stateMachine:', ':execution:')}:"
-    arn += by_trigger["drift"]["runId"]
+    arn = training.execution_arn(outputs[TrainingOutputs.STATE_MACHINE_ARN], by_trigger["drift"]["runId"])
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while (ended := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the drift run did not end"

@@ -82,7 +82,7 @@ class StartRequest(BaseModel):
     trigger: str = Field(pattern=r"^(schedule|drift|data|manual)$")
     tune: bool = False
     data_key: str | None = Field(default=None, min_length=1, max_length=1024)
-    experiment: str = Field(default=training.DEFAULT_EXPERIMENT, pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    experiment: str = Field(default=training.DEFAULT_EXPERIMENT, pattern=training.EXPERIMENT_PATTERN.pattern)
     requested_by: str = Field(default="", max_length=256)
     request_id: str = Field(min_length=1, max_length=128)  # the event id or the CLI's request id
     requested_at: datetime
@@ -219,7 +219,7 @@ class Runs:
             if err.response["Error"]["Code"] != "ExecutionAlreadyExists":
                 raise
             # a redelivered trigger: the run exists already
-            return f"{self.settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{run_id}"
+            return training.execution_arn(self.settings.state_machine_arn, run_id)
         return str(answer["executionArn"])
 
     # ----- finish -----

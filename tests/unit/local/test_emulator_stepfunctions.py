@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -192,3 +193,37 @@ def test_lambda_tasks_call_the_attached_function_and_its_errors_keep_their_class
     assert output["doubled"] == 42
     assert output["error"]["Error"] == "InputBrokenError"
     assert "row 3 is not a number" in output["error"]["Cause"]
+
+
+def test_sdk_integration_answers_carry_timestamps_as_iso_strings(account):
+    """An aws-sdk task whose answer has timestamps (DescribeBestJob's training job, here S3's bucket
+    list): the state holds ISO 8601 strings, so DescribeExecution can answer with the output."""
+    account["session"].client("s3").create_bucket(Bucket="stamped")
+    definition = {
+        "StartAt": "List",
+        "States": {
+            "List": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:s3:listBuckets",
+                "ResultSelector": {"buckets.$": "$.Buckets"},
+                "End": True,
+            }
+        },
+    }
+    described = run(account, definition, {})
+    assert described["status"] == "SUCCEEDED", described
+    (bucket,) = json.loads(described["output"])["buckets"]
+    created = bucket["CreationDate"]
+    assert isinstance(created, str)
+    assert created.endswith("Z")
+    assert datetime.fromisoformat(created.replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_iso_timestamps_converts_nested_datetimes_and_leaves_the_rest():
+    moment = datetime(2026, 12, 3, 15, 4, 5, 123456, tzinfo=UTC)
+    answer = {"At": moment, "List": [{"When": moment.replace(tzinfo=None)}, 3, "x"], "N": None}
+    assert emulator.iso_timestamps(answer) == {
+        "At": "2026-12-03T15:04:05.123Z",
+        "List": [{"When": "2026-12-03T15:04:05.123Z"}, 3, "x"],
+        "N": None,
+    }

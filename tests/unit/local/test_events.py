@@ -135,7 +135,7 @@ def dispatcher_for(session, rules, functions, *, sagemaker=None, dead=None, **op
         s3=session.client("s3"),
         stepfunctions=session.client("stepfunctions"),
         invoke=functions.invoke,
-        resolve=lambda logical_id: names[logical_id],
+        resolve=lambda _stack, logical_id: names[logical_id],
         account=ACCOUNT,
         region=REGION,
         clock=lambda: NOW,
@@ -678,7 +678,7 @@ def test_a_failing_target_is_retried_then_dead_lettered(account, templates):
         event_rules(templates),
         functions,
         names=names,
-        dead_letter=sqs_dead_letters(sqs, names.__getitem__),
+        dead_letter=sqs_dead_letters(sqs, lambda _stack, logical_id: names[logical_id]),
     )
     dispatcher.poll()
     overwrite(account, ACTIVE, "v2")
@@ -858,7 +858,7 @@ def dispatcher_for_fakes(rules, functions=None, **options) -> EventDispatcher:
         s3=options.pop("s3", FakeS3()),
         stepfunctions=options.pop("stepfunctions", StateMachines()),
         invoke=(functions or Functions()).invoke,
-        resolve=lambda logical_id: {"Fn": "fn-physical", "Machine": MACHINE_ARN}[logical_id],
+        resolve=lambda _stack, logical_id: {"Fn": "fn-physical", "Machine": MACHINE_ARN}[logical_id],
         account=ACCOUNT,
         region=REGION,
         **{"clock": lambda: NOW, **options},
@@ -1373,3 +1373,32 @@ def test_the_batch_input_rule_starts_the_state_machine_for_a_new_input(account, 
     assert scheduled.outcome == "succeeded"
     started = sfn.describe_execution(executionArn=scheduled.result["executionArn"])
     assert json.loads(started["input"]) == {"bucket": bucket, "prefix": config.batch.input_prefix}
+
+
+def test_targets_resolve_in_their_own_stack_where_two_templates_share_a_logical_id():
+    """The batch and training stacks both have a state machine ``RunStateMachine...``: each rule's
+    target is its own stack's (resolved by stack and logical id, not by logical id alone)."""
+    first = machine_template(to_machine(), pattern={"source": ["aws.s3"], "detail-type": ["Object Created"]})
+    second = machine_template(to_machine(), pattern={"source": ["aws.s3"], "detail-type": ["Object Created"]})
+    templates = {"batch": first["hand"], "training": second["hand"]}
+    templates["training"]["Resources"]["R"]["Properties"]["Name"] = "to-training-machine"
+    physical = {
+        ("batch", "Machine"): "arn:aws:states:us-east-1:123456789012:stateMachine:batch-machine",
+        ("training", "Machine"): "arn:aws:states:us-east-1:123456789012:stateMachine:training-machine",
+    }
+    machines = StateMachines()
+    dispatcher = EventDispatcher(
+        event_rules(templates),
+        ssm=fake_ssm(),
+        sagemaker=SageMakerStates(None),
+        s3=FakeS3(),
+        stepfunctions=machines,
+        invoke=Functions().invoke,
+        resolve=lambda stack, logical_id: physical[(stack, logical_id)],
+        account=ACCOUNT,
+        region=REGION,
+        clock=lambda: NOW,
+    )
+    deliveries = dispatcher.emit(S3_EVENT)
+    assert sorted(d.state_machine for d in deliveries) == sorted(physical.values())
+    assert sorted(r["stateMachineArn"] for r in machines.started) == sorted(physical.values())
