@@ -8,12 +8,14 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from model import data, inference, sagemaker_train
 from shared import training
+from shared.source_bundle import build_source_bundle
 
 ROOT = Path(__file__).resolve().parents[3]
 MEMBERS = {
@@ -61,12 +63,19 @@ def files(root: Path) -> set[str]:
     return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
 
 
-def test_the_script_trains_prints_parseable_metrics_and_writes_a_loadable_model_dir(container, dataset):
+def test_the_script_trains_prints_parseable_metrics_and_writes_a_loadable_model_dir(
+    container, dataset, tmp_path
+):
     environment = {k: v for k, v in os.environ.items() if k.startswith(("SM_", "SAGEMAKER_"))}
-    result = subprocess.run(  # the entry point, as the container runs it
+    # as the container runs it: the source bundle extracted, its entry point run from there (so it
+    # imports only what the bundle holds, not this checkout)
+    bundle = tmp_path / "bundle"
+    with tarfile.open(build_source_bundle(tmp_path / "out")) as archive:
+        archive.extractall(bundle, filter="data")
+    result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "model" / "sagemaker_train.py"),
+            str(bundle / training.ENTRY_POINT),
             "--model_version",
             "v3",
             "--C",
@@ -77,6 +86,7 @@ def test_the_script_trains_prints_parseable_metrics_and_writes_a_loadable_model_
             "us-east-1",
         ],
         env={"PATH": os.environ["PATH"], **environment},
+        cwd=bundle,
         capture_output=True,
         text=True,
         check=False,
