@@ -699,7 +699,7 @@ class LocalStage:
         return result.returncode
 
     def run_batch(self, source: Path, *, timeout: float = 900.0) -> dict[str, Any]:
-        """Upload ``source`` under the input prefix and run the batch state machine for it (on demand)."""
+        """Upload ``source`` under the input prefix and wait for the run the S3 rule starts for it."""
         result = run_batch(self.session, self.batch_outputs, source, timeout=timeout)
         self.log(f"batch run {result['execution']}: {result['status']} in {result['seconds']} s")
         return result

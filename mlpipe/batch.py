@@ -1,15 +1,18 @@
-"""An on-demand batch run of one file, on any stage: upload it under the input prefix, run, wait.
+"""An on-demand batch run of one file, on any stage: upload it under the input prefix, wait for its run.
 
-The same request the S3 rule makes when a file lands under the input prefix, made directly (and
-awaited), so a caller gets the run's outcome: its status, its failures from the execution
-history, and the run manifest the Report step wrote. Names come from the batch stack's outputs.
+One owner of starting runs for new inputs: the batch layer's S3 ``Object Created`` rule (on AWS,
+and on the local stage, whose dispatcher polls the data bucket). So this uploads the file and waits
+for the execution the rule started for it; starting one here as well would run the same input
+twice at once (both list it before either has written its manifest). The caller gets the run's
+outcome: its status, its failures from the execution history, and the run manifest the Report step
+wrote. Names come from the batch stack's outputs.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,18 @@ FAILURE_DETAILS = (
 )
 
 
+# S3 -> EventBridge -> StartExecution takes seconds on AWS and about a second on the local stage
+START_TIMEOUT_SECONDS = 120.0
+# the account's clock and this machine's may differ a little
+CLOCK_SLACK = timedelta(seconds=5)
+
+
 class BatchRunTimeoutError(TimeoutError):
     """The run did not end within the time the caller gave it (it goes on running)."""
+
+
+class BatchRunNotStartedError(TimeoutError):
+    """No run started for the uploaded input within the start timeout (the S3 rule did not fire)."""
 
 
 def run_batch(
@@ -35,24 +48,60 @@ def run_batch(
     key: str | None = None,
     timeout: float = 900.0,
     poll_seconds: float = 0.5,
+    start_timeout: float = START_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
-    """Upload ``source`` (as ``key`` under the input prefix), run the state machine for it, wait.
+    """Upload ``source`` (as ``key`` under the input prefix) and wait for the run the S3 rule starts.
 
-    Returns ``execution``, ``status``, ``seconds``, ``error``/``cause``, ``report`` (the Report
-    step's totals), ``manifest`` (the run manifest, when the run wrote one) and ``failures``.
+    Returns ``execution``, ``status``, ``seconds`` (from the upload), ``error``/``cause``, ``report``
+    (the Report step's totals), ``manifest`` (the run manifest, when the run wrote one) and
+    ``failures``. ``BatchRunNotStartedError`` when no run starts within ``start_timeout``.
     """
     bucket, prefix = outputs[BatchOutputs.INPUT_BUCKET_NAME], outputs[BatchOutputs.INPUT_PREFIX]
     object_key = f"{prefix}{key or source.name}"
-    s3 = session.client("s3")
-    s3.upload_file(str(source), bucket, object_key)
-    sfn = session.client("stepfunctions")
+    since = datetime.now(UTC) - CLOCK_SLACK
     started = time.monotonic()
-    execution = sfn.start_execution(
-        stateMachineArn=outputs[BatchOutputs.STATE_MACHINE_ARN],
-        name=f"on-demand-{uuid.uuid4()}",
-        input=json.dumps({"bucket": bucket, "prefix": object_key}),
-    )["executionArn"]
+    session.client("s3").upload_file(str(source), bucket, object_key)
+    execution = rule_started_run(
+        session,
+        outputs[BatchOutputs.STATE_MACHINE_ARN],
+        {"bucket": bucket, "prefix": object_key},
+        since,
+        timeout=start_timeout,
+        poll_seconds=poll_seconds,
+    )
     return await_run(session, execution, timeout=timeout, poll_seconds=poll_seconds, started=started)
+
+
+def rule_started_run(
+    session: Any,
+    state_machine_arn: str,
+    run_input: dict[str, str],
+    since: datetime,
+    *,
+    timeout: float = START_TIMEOUT_SECONDS,
+    poll_seconds: float = 0.5,
+) -> str:
+    """The ARN of the execution of ``state_machine_arn`` started since ``since`` with ``run_input``."""
+    sfn = session.client("stepfunctions")
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        paginator = sfn.get_paginator("list_executions")
+        for page in paginator.paginate(stateMachineArn=state_machine_arn):
+            for execution in page["executions"]:
+                arn = execution["executionArn"]
+                if arn in seen or execution["startDate"] < since:
+                    continue
+                seen.add(arn)
+                if json.loads(sfn.describe_execution(executionArn=arn)["input"]) == run_input:
+                    return str(arn)
+        if time.monotonic() > deadline:
+            raise BatchRunNotStartedError(
+                f"no run of {state_machine_arn} started for {json.dumps(run_input)} within {timeout:.0f} s: "
+                "the batch layer's input rule starts it (is the data bucket's EventBridge notification on, "
+                "and the rule enabled?)"
+            )
+        time.sleep(poll_seconds)
 
 
 def await_run(

@@ -46,7 +46,7 @@ from mlpipe import events as events_commands
 from mlpipe import training as training_commands
 from mlpipe.ab import SOURCES
 from mlpipe.artifact import read_artifact
-from mlpipe.batch import run_batch
+from mlpipe.batch import BatchRunNotStartedError, BatchRunTimeoutError, run_batch
 from mlpipe.cache import answer_cache_invalidator
 from mlpipe.errors import FAILURE_EXIT, BatchRunError, MissingStageError, MlpipeError, UsageError
 from mlpipe.lifecycle import EndpointTarget, Lifecycle
@@ -171,7 +171,10 @@ def _batch_run(args: argparse.Namespace, session: boto3.session.Session) -> tupl
     if not args.path.is_file():
         raise BatchRunError(f"{args.path} is not a file")
     outputs = batch_outputs(session.client("cloudformation"), args.stage)
-    result = run_batch(session, outputs, args.path, key=args.key, timeout=args.timeout)
+    try:
+        result = run_batch(session, outputs, args.path, key=args.key, timeout=args.timeout)
+    except (BatchRunNotStartedError, BatchRunTimeoutError) as err:
+        raise BatchRunError(str(err)) from None
     totals = result["manifest"].get("totals")
     summary = (
         f"{totals['inputs']} input(s): read {totals['read']}, predicted {totals['predicted']}, "

@@ -12,7 +12,6 @@ schedule's run now, with the input the schedule sends (the whole input prefix).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mlpipe.batch import await_run
+from mlpipe.batch import await_run, rule_started_run
 from mlpipe.cli import main
 from shared.outputs import BatchOutputs
 from tests.integration.conftest import Target
@@ -32,21 +31,14 @@ START_TIMEOUT_SECONDS = 120  # S3 -> EventBridge -> StartExecution: seconds on A
 
 def started_for(target: Target, run_input: dict[str, str], since: datetime) -> dict[str, Any]:
     """The execution of the batch state machine started since ``since`` with ``run_input``."""
-    sfn = target.session.client("stepfunctions")
     machine = target.batch[BatchOutputs.STATE_MACHINE_ARN]
-    seen: set[str] = set()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        for execution in sfn.list_executions(stateMachineArn=machine, maxResults=50)["executions"]:
-            arn = execution["executionArn"]
-            if arn in seen or execution["startDate"] < since:
-                continue
-            seen.add(arn)
-            described = sfn.describe_execution(executionArn=arn)
-            if json.loads(described["input"]) == run_input:
-                return dict(execution)
-        time.sleep(0.5)
-    pytest.fail(f"no execution of {machine} with input {run_input} within {START_TIMEOUT_SECONDS} s")
+    arn = rule_started_run(target.session, machine, run_input, since, timeout=START_TIMEOUT_SECONDS)
+    (execution,) = [
+        e
+        for e in target.session.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+        if e["executionArn"] == arn
+    ]
+    return dict(execution)
 
 
 def test_an_input_put_under_the_prefix_is_run_by_the_s3_rule(target: Target, tmp_path: Path):
