@@ -58,16 +58,20 @@ def run_batch(
     """
     bucket, prefix = outputs[BatchOutputs.INPUT_BUCKET_NAME], outputs[BatchOutputs.INPUT_PREFIX]
     object_key = f"{prefix}{key or source.name}"
+    machine = outputs[BatchOutputs.STATE_MACHINE_ARN]
     since = datetime.now(UTC) - CLOCK_SLACK
+    # runs already there (an earlier upload of the same key within the clock slack) are not this one
+    earlier = _executions_since(session.client("stepfunctions"), machine, since)
     started = time.monotonic()
     session.client("s3").upload_file(str(source), bucket, object_key)
     execution = rule_started_run(
         session,
-        outputs[BatchOutputs.STATE_MACHINE_ARN],
+        machine,
         {"bucket": bucket, "prefix": object_key},
         since,
         timeout=start_timeout,
         poll_seconds=poll_seconds,
+        exclude=earlier,
     )
     return await_run(session, execution, timeout=timeout, poll_seconds=poll_seconds, started=started)
 
@@ -80,21 +84,18 @@ def rule_started_run(
     *,
     timeout: float = START_TIMEOUT_SECONDS,
     poll_seconds: float = 0.5,
+    exclude: frozenset[str] = frozenset(),
 ) -> str:
-    """The ARN of the execution of ``state_machine_arn`` started since ``since`` with ``run_input``."""
+    """The ARN of the execution of ``state_machine_arn`` started since ``since`` with ``run_input``
+    (none of ``exclude``)."""
     sfn = session.client("stepfunctions")
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
     deadline = time.monotonic() + timeout
     while True:
-        paginator = sfn.get_paginator("list_executions")
-        for page in paginator.paginate(stateMachineArn=state_machine_arn):
-            for execution in page["executions"]:
-                arn = execution["executionArn"]
-                if arn in seen or execution["startDate"] < since:
-                    continue
-                seen.add(arn)
-                if json.loads(sfn.describe_execution(executionArn=arn)["input"]) == run_input:
-                    return str(arn)
+        for arn in sorted(_executions_since(sfn, state_machine_arn, since) - seen):
+            seen.add(arn)
+            if json.loads(sfn.describe_execution(executionArn=arn)["input"]) == run_input:
+                return arn
         if time.monotonic() > deadline:
             raise BatchRunNotStartedError(
                 f"no run of {state_machine_arn} started for {json.dumps(run_input)} within {timeout:.0f} s: "
@@ -102,6 +103,16 @@ def rule_started_run(
                 "and the rule enabled?)"
             )
         time.sleep(poll_seconds)
+
+
+def _executions_since(sfn: Any, state_machine_arn: str, since: datetime) -> frozenset[str]:
+    paginator = sfn.get_paginator("list_executions")
+    return frozenset(
+        str(execution["executionArn"])
+        for page in paginator.paginate(stateMachineArn=state_machine_arn)
+        for execution in page["executions"]
+        if execution["startDate"] >= since
+    )
 
 
 def await_run(
