@@ -1400,5 +1400,5 @@ def test_targets_resolve_in_their_own_stack_where_two_templates_share_a_logical_
         clock=lambda: NOW,
     )
     deliveries = dispatcher.emit(S3_EVENT)
-    assert sorted(d.state_machine for d in deliveries) == sorted(physical.values())
+    assert sorted(str(d.state_machine) for d in deliveries) == sorted(physical.values())
     assert sorted(r["stateMachineArn"] for r in machines.started) == sorted(physical.values())
