@@ -1250,19 +1250,23 @@ class EventDispatcher:
                     return delivery("succeeded", attempts, None, result=result)
         dead_lettered = target.dead_letter_arn is not None
         if dead_lettered and self.dead_letter is not None:
-            self.dead_letter(
-                DeadLetter(
-                    rule=rule.name,
-                    rule_arn=self.rule_arn(rule),
-                    target=target,
-                    target_arn=resolved["function"] or resolved["state_machine"],
-                    event=event,
-                    error_code=code,
-                    error=error,
-                    attempts=attempts,
-                    stack_name=rule.stack_name,
+            try:
+                self.dead_letter(
+                    DeadLetter(
+                        rule=rule.name,
+                        rule_arn=self.rule_arn(rule),
+                        target=target,
+                        target_arn=resolved["function"] or resolved["state_machine"],
+                        event=event,
+                        error_code=code,
+                        error=error,
+                        attempts=attempts,
+                        stack_name=rule.stack_name,
+                    )
                 )
-            )
+            except Exception as err:  # the event is lost, as EventBridge loses it: said, never raised
+                dead_lettered = False
+                error = f"{error}; and the dead-letter queue refused it: {type(err).__name__}: {err}"
         return delivery("failed", attempts, error, sent_to_dead_letter=dead_lettered)
 
 

@@ -22,6 +22,7 @@ import math
 import operator
 import re
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,6 +350,7 @@ class AlarmEvaluator:
                 self.publish(topic, json.dumps(message))
         event = {
             "version": "0",
+            "id": str(uuid.uuid4()),  # every EventBridge event has one (a rule target may key on it)
             "source": "aws.cloudwatch",
             "detail-type": "CloudWatch Alarm State Change",
             "account": self.account,
@@ -361,8 +363,8 @@ class AlarmEvaluator:
                 "previousState": {"value": previous},
             },
         }
-        self.emit(event)
         self.emitted.append(event)
+        self.emit(event)
         return [event]
 
 

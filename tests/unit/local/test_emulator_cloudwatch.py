@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -503,3 +504,28 @@ def test_the_metric_ids_an_expression_reads():
     assert metric_math.expression_names("IF(m1 > 0, m2 / m1, FILL(m3, 0)) * 100") == {"m1", "m2", "m3"}
     with pytest.raises(ValueError, match="unexpected"):
         metric_math.expression_names("SEARCH('{MlPipeline,service} Predictions', 'Sum', 300)")
+
+
+def test_a_state_change_event_has_an_id_and_is_recorded_before_it_is_delivered(account):
+    """EventBridge events carry an id (the training layer's runs function keys its run on it), and a
+    target that fails does not lose the change from the evaluator's record."""
+    cloudwatch, sns, _, topic, _ = account
+    errors_alarm(cloudwatch, topic)
+    delivered: list[dict] = []
+
+    def failing_emit(event: dict) -> None:
+        delivered.append(event)
+        raise RuntimeError("the target refused it")
+
+    found = AlarmEvaluator(
+        store=MetricStore(cloudwatch=cloudwatch),
+        cloudwatch=cloudwatch,
+        publish=lambda arn, message: sns.publish(TopicArn=arn, Message=message),
+        emit=failing_emit,
+        composites=(),
+    )
+    with pytest.raises(RuntimeError, match="refused"):
+        found.evaluate(NOW)
+    (event,) = found.emitted
+    assert delivered == [event]
+    assert uuid.UUID(event["id"]).version == 4
