@@ -17,7 +17,6 @@ from model import data, inference, sagemaker_train
 from shared import training
 from shared.source_bundle import build_source_bundle
 
-ROOT = Path(__file__).resolve().parents[3]
 MEMBERS = {
     "baseline.json",
     "code/inference.py",
