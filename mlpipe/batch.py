@@ -106,13 +106,15 @@ def rule_started_run(
 
 
 def _executions_since(sfn: Any, state_machine_arn: str, since: datetime) -> frozenset[str]:
-    paginator = sfn.get_paginator("list_executions")
-    return frozenset(
-        str(execution["executionArn"])
-        for page in paginator.paginate(stateMachineArn=state_machine_arn)
-        for execution in page["executions"]
-        if execution["startDate"] >= since
-    )
+    """Executions started since ``since``. ListExecutions answers newest first, so paging stops at the
+    first older one: a poll reads the last few runs, not the machine's whole history."""
+    found: set[str] = set()
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
+        for execution in page["executions"]:
+            if execution["startDate"] < since:
+                return frozenset(found)
+            found.add(str(execution["executionArn"]))
+    return frozenset(found)
 
 
 def await_run(
